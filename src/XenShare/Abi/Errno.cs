@@ -7,6 +7,8 @@ public static class Errno
     public const int EPERM = 1;
     /// <summary>No such file or directory / entry.</summary>
     public const int ENOENT = 2;
+    /// <summary>No such process (or domain).</summary>
+    public const int ESRCH = 3;
     /// <summary>Interrupted system call.</summary>
     public const int EINTR = 4;
     /// <summary>I/O error.</summary>
@@ -25,6 +27,8 @@ public static class Errno
     public const int EFAULT = 14;
     /// <summary>Device or resource busy.</summary>
     public const int EBUSY = 16;
+    /// <summary>File exists.</summary>
+    public const int EEXIST = 17;
     /// <summary>No such device.</summary>
     public const int ENODEV = 19;
     /// <summary>Invalid argument.</summary>
@@ -35,6 +39,8 @@ public static class Errno
     public const int ENOTTY = 25;
     /// <summary>No space left on device.</summary>
     public const int ENOSPC = 28;
+    /// <summary>File too large (evtchn ring overflow).</summary>
+    public const int EFBIG = 27;
     /// <summary>Illegal seek.</summary>
     public const int ESPIPE = 29;
     /// <summary>Function not implemented.</summary>
@@ -47,7 +53,7 @@ public static class Errno
     /// <summary>The symbolic name of an errno value ("EINVAL"), or "E?" plus the number.</summary>
     public static string Name(int errno) => errno switch
     {
-        EPERM => "EPERM", ENOENT => "ENOENT", EINTR => "EINTR", EIO => "EIO", ENXIO => "ENXIO",
+        EPERM => "EPERM", ENOENT => "ENOENT", ESRCH => "ESRCH", EEXIST => "EEXIST", EFBIG => "EFBIG", EINTR => "EINTR", EIO => "EIO", ENXIO => "ENXIO",
         EBADF => "EBADF", EAGAIN => "EAGAIN", ENOMEM => "ENOMEM", EACCES => "EACCES",
         EFAULT => "EFAULT", EBUSY => "EBUSY", ENODEV => "ENODEV", EINVAL => "EINVAL",
         EMFILE => "EMFILE", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", ESPIPE => "ESPIPE",

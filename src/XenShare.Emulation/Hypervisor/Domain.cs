@@ -1,0 +1,63 @@
+namespace XenShare.Emulation.Hypervisor;
+
+/// <summary>
+/// A domain of the emulated host: its memory (P2M), grant table, maptrack table and event channels.
+/// </summary>
+public sealed class Domain
+{
+    internal Domain(DomainId id, DomainType type, int ramPages, int unpopulatedPages, GrantTable grants, int maptrackFrames)
+    {
+        Id = id;
+        Type = type;
+        RamPages = ramPages;
+        UnpopulatedPages = unpopulatedPages;
+        P2M = new P2M(ramPages + unpopulatedPages);
+        GrantTable = grants;
+        MapTrack = new MapTrack(maptrackFrames);
+        Events = new EventChannelTable();
+    }
+
+    /// <summary>The domain id.</summary>
+    public DomainId Id { get; }
+
+    /// <summary>The guest type.</summary>
+    public DomainType Type { get; }
+
+    /// <summary>True for auto-translated guests (Arm64, x86 HVM): grant mappings go into the P2M.</summary>
+    public bool IsAutoTranslated => Type != DomainType.X86Pv;
+
+    /// <summary>True for x86 guests.</summary>
+    public bool IsX86 => Type != DomainType.Arm64;
+
+    /// <summary>RAM pages: GFNs [0, RamPages).</summary>
+    public int RamPages { get; }
+
+    /// <summary>Unpopulated GFNs [RamPages, RamPages + UnpopulatedPages) for foreign mappings.</summary>
+    public int UnpopulatedPages { get; }
+
+    /// <summary>The physical-to-machine table.</summary>
+    public P2M P2M { get; }
+
+    /// <summary>The domain's own grant table.</summary>
+    public GrantTable GrantTable { get; }
+
+    internal MapTrack MapTrack { get; }
+
+    /// <summary>Live maptrack handles (mappings this domain holds of others' grants).</summary>
+    public int MapTrackInUse => MapTrack.InUse;
+
+    /// <summary>Maximum maptrack handles.</summary>
+    public int MapTrackMax => MapTrack.MaxHandles;
+
+    /// <summary>The event-channel ports.</summary>
+    public EventChannelTable Events { get; }
+
+    /// <summary>True once the domain is being destroyed (a zombie while others still map its pages).</summary>
+    public bool IsDying { get; internal set; }
+
+    /// <summary>The kernel's upcall interface, if a kernel runs in this domain.</summary>
+    public IDomainSink? Sink { get; set; }
+
+    /// <summary>"dom1 (Arm64)".</summary>
+    public override string ToString() => $"dom{Id} ({Type})";
+}

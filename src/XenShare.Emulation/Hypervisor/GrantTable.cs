@@ -1,0 +1,206 @@
+using XenShare.Abi;
+
+namespace XenShare.Emulation.Hypervisor;
+
+/// <summary>
+/// A domain's v1 grant table (GT01-GT03): 8-byte entries <c>{u16 flags, u16 domid, u32 frame}</c> living
+/// in machine frames shared with the guest, 512 per frame, starting at one frame and growing on request
+/// up to <see cref="MaxFrames"/>. Xen's side keeps an active entry per ref with its pin counts (GT07).
+/// </summary>
+/// <remarks>
+/// Lock: <c>_lock</c> guards the active entries and growth. Entries themselves are guest memory: the
+/// guest writes them without a lock, Xen updates their flags with compare-and-swap under <c>_lock</c>,
+/// so a guest's end-access and Xen's pin can never both succeed (GT10). Taken after nothing else of the
+/// hypervisor except the maptrack lock of another domain is never held at the same time.
+/// </remarks>
+public sealed unsafe class GrantTable
+{
+    private struct ActiveEntry
+    {
+        public int Pins;
+        public int WritePins;
+        public ulong Mfn;
+    }
+
+    private readonly object _lock = new();
+    private readonly MachineMemory _memory;
+    private readonly DomainId _owner;
+    private readonly MachineFrame[] _frames;
+    private ActiveEntry[] _active;
+    private volatile int _nrFrames;
+    private int _activePins;
+
+    internal GrantTable(MachineMemory memory, DomainId owner, int maxFrames)
+    {
+        _memory = memory;
+        _owner = owner;
+        MaxFrames = maxFrames;
+        _frames = new MachineFrame[maxFrames];
+        _active = Array.Empty<ActiveEntry>();
+        if (!TryGrow(1)) throw new InvalidOperationException("no machine memory for the first grant frame");
+    }
+
+    /// <summary>Current number of grant frames.</summary>
+    public int NrFrames => _nrFrames;
+
+    /// <summary>max_grant_frames of this domain.</summary>
+    public int MaxFrames { get; }
+
+    /// <summary>Current number of entries.</summary>
+    public uint EntryCount => (uint)_nrFrames * GrantTableConstants.EntriesPerFrame;
+
+    /// <summary>Total pins held on this table's entries (0 when nobody maps anything).</summary>
+    public int ActivePins => Volatile.Read(ref _activePins);
+
+    /// <summary>Grows the table to <paramref name="nrFrames"/> frames (GNTTABOP_setup_table); false when
+    /// that would exceed <see cref="MaxFrames"/> or memory is exhausted.</summary>
+    public bool TryGrow(int nrFrames)
+    {
+        lock (_lock)
+        {
+            if (nrFrames <= _nrFrames) return true;
+            if (nrFrames > MaxFrames) return false;
+            int have = _nrFrames;
+            for (int i = have; i < nrFrames; i++)
+            {
+                if (!_memory.TryAllocate(_owner, out var f))
+                {
+                    for (int j = have; j < i; j++) _memory.Put(_frames[j]);
+                    return false;
+                }
+                _memory.FrameSpan(f).Clear();
+                _frames[i] = f;
+            }
+            var grown = new ActiveEntry[nrFrames * GrantTableConstants.EntriesPerFrame];
+            _active.AsSpan().CopyTo(grown);
+            _active = grown;
+            _nrFrames = nrFrames;
+            return true;
+        }
+    }
+
+    private ulong* EntryPointer(uint gref)
+    {
+        var frame = _frames[gref / GrantTableConstants.EntriesPerFrame];
+        return (ulong*)(_memory.FramePointer(frame) + (gref % GrantTableConstants.EntriesPerFrame) * GrantTableConstants.GrantEntryV1Size);
+    }
+
+    /// <summary>Reads an entry as the guest sees it: (flags, domid, frame).</summary>
+    public (ushort Flags, ushort DomId, uint Frame) ReadEntry(GrantRef gref)
+    {
+        if (gref.Value >= EntryCount) throw new ArgumentOutOfRangeException(nameof(gref));
+        ulong e = Volatile.Read(ref *EntryPointer(gref.Value));
+        return ((ushort)e, (ushort)(e >> 16), (uint)(e >> 32));
+    }
+
+    /// <summary>Guest side: fills an entry (gnttab_grant_foreign_access_ref). The frame and domid are
+    /// written together with the flags in one 64-bit store, so Xen never sees a half-written entry.</summary>
+    public void WriteEntry(GrantRef gref, ushort flags, DomainId domid, uint frame)
+    {
+        if (gref.Value >= EntryCount) throw new ArgumentOutOfRangeException(nameof(gref));
+        Volatile.Write(ref *EntryPointer(gref.Value), flags | ((ulong)domid.Value << 16) | ((ulong)frame << 32));
+    }
+
+    /// <summary>Guest side: ends access (clears the entry) only if Xen has neither GTF_reading nor
+    /// GTF_writing set (GT10). Returns false while mapped.</summary>
+    public bool TryEndAccess(GrantRef gref)
+    {
+        if (gref.Value >= EntryCount) throw new ArgumentOutOfRangeException(nameof(gref));
+        ref ulong slot = ref *EntryPointer(gref.Value);
+        while (true)
+        {
+            ulong e = Volatile.Read(ref slot);
+            if ((e & (Gtf.reading | Gtf.writing)) != 0) return false;
+            if (Interlocked.CompareExchange(ref slot, 0, e) == e) return true;
+        }
+    }
+
+    /// <summary>Xen side: pins an entry for <paramref name="mapper"/> (GT06 checks from "ref out of range"
+    /// on). On success sets GTF_reading (and GTF_writing for a writable pin) and returns the frame's GFN
+    /// in the granter's space through <paramref name="mfn"/> resolution by <paramref name="p2m"/>.</summary>
+    internal short Pin(GrantRef gref, DomainId mapper, bool write, P2M p2m, out MachineFrame mfn)
+    {
+        mfn = default;
+        lock (_lock)
+        {
+            if (gref.Value >= EntryCount) return GntSt.bad_gntref;
+            ref ulong slot = ref *EntryPointer(gref.Value);
+            ref ActiveEntry act = ref _active[gref.Value];
+            while (true)
+            {
+                ulong e = Volatile.Read(ref slot);
+                ushort flags = (ushort)e;
+                if ((flags & Gtf.type_mask) != Gtf.permit_access || (ushort)(e >> 16) != mapper.Value) return GntSt.general_error;
+                if (write && (flags & Gtf.@readonly) != 0) return GntSt.general_error;
+                ulong frameMfn = act.Mfn;
+                if (act.Pins == 0)
+                {
+                    // First pin: the frame must be RAM owned by the granter (not a foreign mapping, not empty).
+                    if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.general_error;
+                    if (_memory.OwnerOf(m) != _owner) return GntSt.bad_page;
+                    frameMfn = m.Value;
+                }
+                ulong want = e | Gtf.reading | (write ? Gtf.writing : 0u);
+                if (want != e && Interlocked.CompareExchange(ref slot, want, e) != e) continue; // guest raced us
+                act.Mfn = frameMfn;
+                act.Pins++;
+                if (write) act.WritePins++;
+                _activePins++;
+                mfn = new MachineFrame(frameMfn);
+                _memory.Get(mfn);
+                return GntSt.okay;
+            }
+        }
+    }
+
+    /// <summary>Xen side: drops a pin taken by <see cref="Pin"/>; clears GTF_writing / GTF_reading when
+    /// the last writer / pin goes. Returns true when the entry is now completely unpinned.</summary>
+    internal bool Unpin(GrantRef gref, bool write)
+    {
+        MachineFrame mfn;
+        bool last;
+        lock (_lock)
+        {
+            ref ActiveEntry act = ref _active[gref.Value];
+            if (act.Pins <= 0) throw new InvalidOperationException($"unpin of unpinned ref {gref}");
+            act.Pins--;
+            if (write) act.WritePins--;
+            _activePins--;
+            mfn = new MachineFrame(act.Mfn);
+            ushort clear = 0;
+            if (act.WritePins == 0) clear |= Gtf.writing;
+            if (act.Pins == 0) { clear |= Gtf.reading; act.Mfn = 0; }
+            ref ulong slot = ref *EntryPointer(gref.Value);
+            while (true)
+            {
+                ulong e = Volatile.Read(ref slot);
+                ulong want = e & ~(ulong)clear;
+                if (want == e || Interlocked.CompareExchange(ref slot, want, e) == e) break;
+            }
+            last = act.Pins == 0;
+        }
+        _memory.Put(mfn);
+        return last;
+    }
+
+    /// <summary>Entries that are not invalid, outside the reserved refs 0..7 (leak checks).</summary>
+    public int CountValidEntries()
+    {
+        int n = 0;
+        uint count = EntryCount;
+        for (uint r = GrantTableConstants.NrReservedEntries; r < count; r++)
+            if ((Volatile.Read(ref *EntryPointer(r)) & 0xffff) != 0) n++;
+        return n;
+    }
+
+    /// <summary>Frees the table's frames (domain teardown, once nothing is pinned).</summary>
+    internal void Free()
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < _nrFrames; i++) _memory.Put(_frames[i]);
+            _nrFrames = 0;
+            _active = Array.Empty<ActiveEntry>();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+using System.Collections.Concurrent;
+using XenShare.Abi;
+using XenShare.Emulation.Hypervisor;
+
+namespace XenShare.Emulation.Kernel;
+
+/// <summary>Receives events delivered to a port (a bound irq handler).</summary>
+internal interface IEventHandler
+{
+    void OnEvent(EventPort port);
+}
+
+/// <summary>
+/// The emulated Linux kernel of one domain: processes with fd tables, a page allocator over the
+/// domain's RAM, unpopulated pages for foreign mappings, grant references, event-channel dispatch and
+/// a table of device files that drivers register. It knows no ioctl numbers: drivers decode them.
+/// </summary>
+/// <remarks>
+/// Lock order inside a kernel: process fd/mm locks &lt; driver file locks &lt; dma-buf locks &lt;
+/// <see cref="GrantReferences"/> &lt; hypervisor locks; allocators and the poll queue are leaves.
+/// </remarks>
+public sealed class GuestKernel : IDomainSink
+{
+    private readonly ConcurrentDictionary<string, Func<GuestProcess, int, object>> _devices = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<uint, IEventHandler> _eventHandlers = new();
+    private readonly List<GuestProcess> _processes = new();
+    private readonly List<Func<IEnumerable<string>>> _leakChecks = new();
+    private int _nextPid = 1;
+    private readonly int _initialRamFree;
+
+    /// <summary>Boots a kernel in <paramref name="domain"/>.</summary>
+    public GuestKernel(XenHost host, Domain domain, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        ArgumentNullException.ThrowIfNull(domain);
+        Host = host;
+        Domain = domain;
+        Options = options ?? new KernelOptions();
+        Ram = new FrameAllocator(0, domain.RamPages);
+        Unpopulated = new FrameAllocator((ulong)domain.RamPages, domain.UnpopulatedPages);
+        Grants = new GrantReferences(domain);
+        _initialRamFree = Ram.FreeCount;
+        domain.Sink = this;
+    }
+
+    /// <summary>The hypervisor.</summary>
+    public XenHost Host { get; }
+
+    /// <summary>The domain this kernel runs in.</summary>
+    public Domain Domain { get; }
+
+    /// <summary>Tunables.</summary>
+    public KernelOptions Options { get; }
+
+    internal FrameAllocator Ram { get; }
+    internal FrameAllocator Unpopulated { get; }
+    internal GrantReferences Grants { get; }
+    internal PollWaitQueue PollQueue { get; } = new();
+
+    /// <summary>Grant refs in use by this kernel.</summary>
+    public int GrantRefsInUse => Grants.InUse;
+
+    /// <summary>Grant refs whose end of access waits for a peer's unmap (D06: observable).</summary>
+    public int DeferredReclaims => Grants.DeferredCount;
+
+    /// <summary>Age of the oldest deferred reclaim.</summary>
+    public TimeSpan OldestDeferredReclaimAge => Grants.OldestDeferredAge;
+
+    /// <summary>Starts a process (its fd table starts empty).</summary>
+    public GuestProcess StartProcess()
+    {
+        lock (_processes)
+        {
+            var p = new GuestProcess(this, _nextPid++);
+            _processes.Add(p);
+            return p;
+        }
+    }
+
+    internal void OnProcessExit(GuestProcess p)
+    {
+        lock (_processes) _processes.Remove(p);
+    }
+
+    /// <summary>Registers a device file; <paramref name="open"/> returns a KernelFile or a boxed -errno.</summary>
+    internal void RegisterDevice(string path, Func<GuestProcess, int, object> open) => _devices[path] = open;
+
+    internal void RegisterLeakCheck(Func<IEnumerable<string>> check)
+    {
+        lock (_leakChecks) _leakChecks.Add(check);
+    }
+
+    internal int OpenDevice(string path, GuestProcess caller, int flags, out KernelFile? file)
+    {
+        file = null;
+        if (!_devices.TryGetValue(path, out var open)) return -Errno.ENOENT;
+        object r = open(caller, flags);
+        if (r is int errno) return errno;
+        file = (KernelFile)r;
+        file.OpenFlags = flags;
+        return 0;
+    }
+
+    // ------------------------------------------------------------------ pages
+
+    /// <summary>Allocates RAM pages (zeroed when asked); all or nothing.</summary>
+    internal bool TryAllocPages(Span<GuestFrame> pages, bool zero)
+    {
+        if (!Ram.TryAllocate(pages)) return false;
+        if (zero) foreach (var g in pages) FrameSpan(g).Clear();
+        return true;
+    }
+
+    internal void FreePage(GuestFrame gfn) => Ram.Free(gfn);
+
+    /// <summary>The machine frame behind a GFN (RAM or a foreign mapping).</summary>
+    internal bool TryResolve(GuestFrame gfn, out MachineFrame mfn) => Domain.P2M.TryGet(gfn, out mfn, out _);
+
+    /// <summary>A span over the page behind a GFN.</summary>
+    internal Span<byte> FrameSpan(GuestFrame gfn)
+    {
+        if (!TryResolve(gfn, out var mfn)) throw new InvalidOperationException($"gfn {gfn} of {Domain} is not populated");
+        return Host.Memory.FrameSpan(mfn);
+    }
+
+    // ------------------------------------------------------------------ events
+
+    internal void BindEventHandler(uint port, IEventHandler handler) => _eventHandlers[port] = handler;
+
+    internal void UnbindEventHandler(uint port) => _eventHandlers.TryRemove(port, out _);
+
+    /// <summary>evtchn_get: is the port bound by a user of this kernel (the evtchn device)?</summary>
+    internal bool IsUserPort(uint port) => _eventHandlers.ContainsKey(port);
+
+    void IDomainSink.OnEvent(EventPort port)
+    {
+        if (_eventHandlers.TryGetValue(port.Value, out var h)) h.OnEvent(port);
+    }
+
+    void IDomainSink.OnGrantUnpinned(GrantRef gref) => Grants.OnUnpinned(gref.Value);
+
+    // ------------------------------------------------------------------ checks
+
+    /// <summary>Kernel-level leak findings: live processes with fds or mappings, RAM pages not returned,
+    /// unpopulated pages in use, grant refs in use or awaiting reclaim, bound event handlers, and each
+    /// driver's own findings. Empty when clean.</summary>
+    public List<string> CheckLeaks()
+    {
+        var problems = new List<string>();
+        GuestProcess[] procs;
+        lock (_processes) procs = _processes.ToArray();
+        foreach (var p in procs)
+        {
+            if (p.OpenFdCount != 0) problems.Add($"{p.Description}: {p.OpenFdCount} fd(s) open");
+            if (p.MappingCount != 0) problems.Add($"{p.Description}: {p.MappingCount} mapping(s) left");
+        }
+        if (Ram.FreeCount != _initialRamFree) problems.Add($"{Domain}: {_initialRamFree - Ram.FreeCount} RAM page(s) not freed");
+        if (Unpopulated.FreeCount != Unpopulated.Count) problems.Add($"{Domain}: {Unpopulated.Count - Unpopulated.FreeCount} unpopulated page(s) in use");
+        if (Grants.InUse != 0) problems.Add($"{Domain}: {Grants.InUse} grant ref(s) in use");
+        if (Grants.DeferredCount != 0) problems.Add($"{Domain}: {Grants.DeferredCount} deferred reclaim(s) pending");
+        if (!_eventHandlers.IsEmpty) problems.Add($"{Domain}: {_eventHandlers.Count} event handler(s) bound");
+        lock (_leakChecks)
+            foreach (var check in _leakChecks) problems.AddRange(check());
+        return problems;
+    }
+}
