@@ -85,8 +85,14 @@ internal static class AbiCommand
 
     private static void WriteTables(TextWriter output)
     {
-        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
-        if (!console.Profile.Out.IsTerminal)
+        var consoleOutput = new AnsiConsoleOutput(output);
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = consoleOutput,
+            Ansi = consoleOutput.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = consoleOutput.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        if (!consoleOutput.IsTerminal)
         {
             // Redirected output defaults to 80 columns, which wraps the C names mid-word.
             console.Profile.Width = 160;
