@@ -1,0 +1,18 @@
+using XenShare.Native;
+
+namespace XenShare.Tests.Native;
+
+/// <summary>A fact that runs only on a Xen guest (where /dev/xen/gntdev exists) and is skipped elsewhere.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+public sealed class XenFactAttribute : FactAttribute
+{
+    public const string SkipReason = "needs /dev/xen/gntdev (a Xen guest); runs in the real-Xen stage";
+
+    public XenFactAttribute()
+    {
+        if (!NativeXen.IsXenGuest)
+        {
+            Skip = SkipReason;
+        }
+    }
+}
