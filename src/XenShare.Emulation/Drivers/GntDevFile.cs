@@ -1,0 +1,358 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using XenShare.Abi;
+using XenShare.Emulation.Hypervisor;
+using XenShare.Emulation.Kernel;
+
+namespace XenShare.Emulation.Drivers;
+
+/// <summary>
+/// An open <c>/dev/xen/gntdev</c> (struct gntdev_priv): a list of grant maps in one page-index space
+/// (first fit), mmap of a map, unmap notify, grant copy, and - through <see cref="GntDevDmaBuf"/> - the
+/// dma-buf ioctls (GD01-GD09).
+/// </summary>
+/// <remarks>
+/// Lock: <c>_lock</c> guards the map list and every map's bookkeeping (users, in-use, notify). Hypercalls
+/// are made without it; a map being mapped or torn down is owned by exactly one thread (its in-use flag
+/// or its last user). Order: process locks &lt; this lock &lt; kernel grant refs &lt; hypervisor.
+/// </remarks>
+internal sealed class GntDevFile : KernelFile, IVmaOwner
+{
+    private readonly object _lock = new();
+    private readonly List<GrantMap> _maps = new();   // sorted by Index
+    private readonly GntDevDriver _driver;
+
+    public GntDevFile(GntDevDriver driver)
+    {
+        _driver = driver;
+        Kernel = driver.Kernel;
+        DmaBuf = new GntDevDmaBuf(this);
+    }
+
+    public GuestKernel Kernel { get; }
+    public GntDevDmaBuf DmaBuf { get; }
+    public XenHost Host => Kernel.Host;
+    public Domain Domain => Kernel.Domain;
+    public int Limit => Kernel.Options.GntDevLimit;
+
+    /// <summary>gntdev's use_ptemod: true only for x86 PV guests.</summary>
+    public bool UsePtemod => Domain.Type == DomainType.X86Pv;
+
+    public int MapCount { get { lock (_lock) return _maps.Count; } }
+
+    public override int Ioctl(GuestProcess caller, uint request, Span<byte> arg)
+    {
+        if (request == GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF) return MapGrantRef(arg);
+        if (request == GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF) return UnmapGrantRef(arg);
+        if (request == GntDevIoctl.IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR) return GetOffsetForVaddr(caller, arg);
+        if (request == GntDevIoctl.IOCTL_GNTDEV_SET_UNMAP_NOTIFY) return SetUnmapNotify(arg);
+        if (request == GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY) return GrantCopy(caller, arg);
+        if (Kernel.Options.GntDevDmaBuf)
+        {
+            if (request == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS) return DmaBuf.ExportFromRefs(caller, arg);
+            if (request == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED) return DmaBuf.WaitReleased(arg);
+            if (request == GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS) return DmaBuf.ImportToRefs(caller, arg);
+            if (request == GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE) return DmaBuf.ImportRelease(arg);
+        }
+        // GD05: SET_MAX_GRANTS is not in Linux's switch either; GD08: unknown -> ENOTTY.
+        return -Errno.ENOTTY;
+    }
+
+    // ------------------------------------------------------------------ map list
+
+    /// <summary>Checks a page count against the per-call limit (gntdev_test_page_count).</summary>
+    public bool CountOk(uint count) => count != 0 && count <= (uint)Limit;
+
+    /// <summary>Creates a map with its pages: unpopulated pages, or nothing when the caller supplies a DMA
+    /// backing. Returns null when pages run out.</summary>
+    public GrantMap? AllocMap(int count, bool allocPages)
+    {
+        var map = new GrantMap(count);
+        if (allocPages && !Kernel.Unpopulated.TryAllocate(map.Pages)) return null;
+        return map;
+    }
+
+    /// <summary>Puts a map on the list at the first free index range (first fit).</summary>
+    public void AddMap(GrantMap map)
+    {
+        lock (_lock)
+        {
+            int index = 0, at = 0;
+            for (; at < _maps.Count; at++)
+            {
+                if (_maps[at].Index - index >= map.Count) break;
+                index = _maps[at].Index + _maps[at].Count;
+            }
+            map.Index = index;
+            map.OnList = true;
+            _maps.Insert(at, map);
+        }
+    }
+
+    private GrantMap? FindMapIndex(int index, int count)
+    {
+        foreach (var m in _maps)
+            if (m.Index == index && (count == 0 || m.Count == count)) return m;
+        return null;
+    }
+
+    /// <summary>Drops one user of a map; the last one unmaps what is mapped, sends the unmap event and
+    /// frees the pages (gntdev_put_map).</summary>
+    public void PutMap(GrantMap map)
+    {
+        lock (_lock)
+        {
+            if (--map.Users > 0) return;
+        }
+        UnmapGrants(map);
+        uint action, port;
+        lock (_lock) { action = map.NotifyAction; port = map.NotifyPort; map.NotifyAction = 0; }
+        if ((action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) Host.EvtchnSend(Domain, port);
+        FreePages(map);
+    }
+
+    private void FreePages(GrantMap map)
+    {
+        if (map.DmaBacked) DmaBuf.FreeDmaBacking(map);
+        else foreach (var g in map.Pages) Kernel.Unpopulated.Free(g);
+    }
+
+    /// <summary>Maps every grant of the map into its pages (gntdev_map_grant_pages). All or nothing:
+    /// on any failure the grants that did map are unmapped again and -EINVAL returned (GD02, EX06).</summary>
+    public int MapGrants(GrantMap map, uint flags)
+    {
+        int n = map.Count;
+        GnttabMapGrantRef[]? rented = null;
+        Span<GnttabMapGrantRef> ops = n <= 64 ? stackalloc GnttabMapGrantRef[n] : (rented = ArrayPool<GnttabMapGrantRef>.Shared.Rent(n)).AsSpan(0, n);
+        try
+        {
+            for (int i = 0; i < n; i++)
+                ops[i] = new GnttabMapGrantRef { HostAddr = map.Pages[i].Value << 12, Flags = flags, Ref = new GrantRef(map.Refs[i]), Dom = new DomainId(map.DomIds[i]) };
+            Host.MapGrantRefs(Domain, ops);
+            bool ok = true;
+            for (int i = 0; i < n; i++)
+            {
+                if (ops[i].Status == GntSt.okay) { map.Handles[i] = ops[i].Handle; map.LiveGrants++; }
+                else ok = false;
+            }
+            map.Readonly = (flags & GntMap.@readonly) != 0;
+            if (ok) return 0;
+            UnmapGrants(map);
+            return -Errno.EINVAL;
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<GnttabMapGrantRef>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Unmaps every live grant of a map, zeroing the notify byte first (unmap_grant_pages).</summary>
+    public void UnmapGrants(GrantMap map)
+    {
+        if (map.LiveGrants == 0) return;
+        uint action;
+        long offset;
+        lock (_lock) { action = map.NotifyAction; offset = map.NotifyOffset; map.NotifyAction &= ~GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE; }
+        if ((action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && !map.Readonly)
+        {
+            int page = (int)(offset >> 12);
+            if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & 4095)] = 0;
+        }
+        for (int i = 0; i < map.Count; i++)
+        {
+            if (map.Handles[i] < 0) continue;
+            var op = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = map.Pages[i].Value << 12 };
+            Host.UnmapOne(Domain, ref op);
+            map.Handles[i] = -1;
+            map.LiveGrants--;
+        }
+    }
+
+    // ------------------------------------------------------------------ ioctls
+
+    private int MapGrantRef(Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_map_grant_ref>()) return -Errno.EFAULT;
+        ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_map_grant_ref>(arg);
+        if (!CountOk(op.count)) return -Errno.EINVAL;                                // GD01
+        int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
+        if ((long)refsAt + 8L * op.count > arg.Length) return -Errno.EFAULT;
+        var map = AllocMap((int)op.count, allocPages: true);
+        if (map is null) return -Errno.ENOMEM;
+        var refs = MemoryMarshal.Cast<byte, ioctl_gntdev_grant_ref>(arg.Slice(refsAt, 8 * (int)op.count));
+        for (int i = 0; i < refs.Length; i++) { map.DomIds[i] = (ushort)refs[i].domid; map.Refs[i] = refs[i].@ref; }
+        AddMap(map);
+        op.index = (ulong)map.Index << 12;
+        return 0;
+    }
+
+    private int UnmapGrantRef(Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_unmap_grant_ref>()) return -Errno.EFAULT;
+        var op = MemoryMarshal.Read<ioctl_gntdev_unmap_grant_ref>(arg);
+        GrantMap? map;
+        lock (_lock)
+        {
+            map = (op.index & 4095) == 0 && op.index >> 12 <= int.MaxValue ? FindMapIndex((int)(op.index >> 12), (int)op.count) : null;
+            if (map is null) return -Errno.ENOENT;                                     // GD03
+            _maps.Remove(map);
+            map.OnList = false;
+        }
+        PutMap(map);
+        return 0;
+    }
+
+    private int GetOffsetForVaddr(GuestProcess caller, Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_get_offset_for_vaddr>()) return -Errno.EFAULT;
+        ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_get_offset_for_vaddr>(arg);
+        var vma = op.vaddr <= long.MaxValue ? caller.FindVma((long)op.vaddr) : null;
+        if (vma is null || vma.File != this || vma.Tag is not GrantMap map) return -Errno.EINVAL;  // GD04
+        op.offset = (ulong)map.Index << 12;
+        op.count = (uint)map.Count;
+        return 0;
+    }
+
+    private int SetUnmapNotify(Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_unmap_notify>()) return -Errno.EFAULT;
+        var op = MemoryMarshal.Read<ioctl_gntdev_unmap_notify>(arg);
+        const uint valid = GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE | GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT;
+        if ((op.action & ~valid) != 0) return -Errno.EINVAL;                           // GD06
+        if ((op.action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0 && !Kernel.IsUserPort(op.event_channel_port)) return -Errno.EINVAL;
+        lock (_lock)
+        {
+            GrantMap? found = null;
+            foreach (var m in _maps)
+            {
+                ulong begin = (ulong)m.Index << 12, end = begin + ((ulong)m.Count << 12);
+                if (op.index >= begin && op.index < end) { found = m; break; }
+            }
+            if (found is null) return -Errno.ENOENT;
+            if ((op.action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && found.Readonly) return -Errno.EINVAL;
+            found.NotifyAction = op.action;
+            found.NotifyPort = op.event_channel_port;
+            found.NotifyOffset = (long)(op.index - ((ulong)found.Index << 12));
+        }
+        return 0;
+    }
+
+    private int GrantCopy(GuestProcess caller, Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_grant_copy>()) return -Errno.EFAULT;
+        var op = MemoryMarshal.Read<ioctl_gntdev_grant_copy>(arg);
+        if (op.count == 0) return 0;
+        int segSize = Unsafe.SizeOf<gntdev_grant_copy_segment>();
+        if (op.count > int.MaxValue / segSize || op.segments > long.MaxValue) return -Errno.EFAULT;
+        int rc = caller.UserSpan((long)op.segments, (int)op.count * segSize, write: true, out var bytes);
+        if (rc < 0) return rc;
+        var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(bytes);
+        Span<GnttabCopy> ops = stackalloc GnttabCopy[2];
+        for (int s = 0; s < segs.Length; s++)
+        {
+            ref var seg = ref segs[s];
+            bool srcG = (seg.flags & GntCopy.source_gref) != 0, dstG = (seg.flags & GntCopy.dest_gref) != 0;
+            if (!srcG && !dstG) return -Errno.EINVAL;                                        // GD07
+            if (srcG && seg.source.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
+            if (dstG && seg.dest.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
+            int nops = 0;
+            int done = 0;
+            do
+            {
+                ref var g = ref ops[nops];
+                g = default;
+                g.Flags = (ushort)(seg.flags & (GntCopy.source_gref | GntCopy.dest_gref));
+                int chunk = seg.len - done;
+                if (srcG) g.Source = new GnttabCopyPtr { RefOrGfn = seg.source.foreign.@ref, Domain = new DomainId(seg.source.foreign.domid), Offset = (ushort)(seg.source.foreign.offset + done) };
+                else
+                {
+                    long va = (long)seg.source.virt + done;
+                    int off = (int)(va & 4095);
+                    chunk = Math.Min(chunk, 4096 - off);
+                    rc = caller.UserPage(va, write: false, out var gfn);
+                    if (rc < 0) return rc;
+                    g.Source = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
+                }
+                if (dstG) g.Dest = new GnttabCopyPtr { RefOrGfn = seg.dest.foreign.@ref, Domain = new DomainId(seg.dest.foreign.domid), Offset = (ushort)(seg.dest.foreign.offset + done) };
+                else
+                {
+                    long va = (long)seg.dest.virt + done;
+                    int off = (int)(va & 4095);
+                    chunk = Math.Min(chunk, 4096 - off);
+                    rc = caller.UserPage(va, write: true, out var gfn);
+                    if (rc < 0) return rc;
+                    g.Dest = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
+                }
+                g.Len = (ushort)chunk;
+                done += chunk;
+                nops++;
+            }
+            while (done < seg.len && nops < 2);
+            Host.Copy(Domain, ops[..nops]);
+            short status = GntSt.okay;
+            for (int i = 0; i < nops; i++) if (ops[i].Status != GntSt.okay) { status = ops[i].Status; break; }
+            seg.status = status;
+        }
+        return 0;
+    }
+
+    // ------------------------------------------------------------------ mmap
+
+    public override int Mmap(GuestProcess caller, Vma vma)
+    {
+        if (vma.Writable && (vma.Flags & Posix.MAP_SHARED) == 0) return -Errno.EINVAL;   // GD02
+        GrantMap? map;
+        lock (_lock)
+        {
+            map = vma.Offset >> 12 <= int.MaxValue ? FindMapIndex((int)(vma.Offset >> 12), vma.PageCount) : null;
+            if (map is null || map.Count != vma.PageCount || map.InUse || map.DmaBacked) return -Errno.EINVAL;
+            map.InUse = true;
+            map.Users++;
+        }
+        uint flags = GntMap.host_map | (vma.Writable ? 0 : GntMap.@readonly);
+        int rc = MapGrants(map, flags);
+        if (rc < 0)
+        {
+            PutMap(map);
+            return rc;
+        }
+        vma.Pages = map.Pages;
+        vma.Owner = this;
+        vma.Tag = map;
+        return 0;
+    }
+
+    /// <summary>The last mmap of a map went: its grants are unmapped (GD03) and the mmap's user dropped.</summary>
+    void IVmaOwner.Close(Vma vma)
+    {
+        var map = (GrantMap)vma.Tag!;
+        UnmapGrants(map);
+        PutMap(map);
+    }
+
+    /// <summary>GD09: every map left on the list loses the list's reference; maps still held by an mmap
+    /// stay until that goes. Runs only once every exported dma-buf has let go of this file (EX12).</summary>
+    protected override void Release()
+    {
+        DmaBuf.ReleaseAllImports();   // EI11
+        List<GrantMap> maps;
+        lock (_lock)
+        {
+            maps = new List<GrantMap>(_maps);
+            foreach (var m in maps) m.OnList = false;
+            _maps.Clear();
+        }
+        foreach (var m in maps) PutMap(m);
+        _driver.OnFileReleased(this);
+    }
+
+    /// <summary>Removes a map from the list without dropping a user (export teardown does it itself).</summary>
+    public void RemoveFromList(GrantMap map)
+    {
+        lock (_lock)
+        {
+            if (map.OnList) { _maps.Remove(map); map.OnList = false; }
+        }
+    }
+}
