@@ -206,14 +206,16 @@ internal sealed class ContactSheet
         }
 
         (int x0, int y0) = GetThumbnailOrigin(Count);
-        var canvas = new XrgbCanvas(_pixels, Width, Height, Stride);
+
+        // A canvas over just this tile's label strip clips long labels to the tile.
+        int stripOffset = ((y0 + ThumbnailHeight) * Stride) + (x0 * 4);
+        var strip = new XrgbCanvas(_pixels.AsSpan(stripOffset), ThumbnailWidth, LabelHeight, Stride);
         Span<char> text = stackalloc char[16];
         frameNumber.TryFormat(text, out int length, default, CultureInfo.InvariantCulture);
         int textWidth = TinyFont.MeasureWidth(length, LabelScale);
-        int textX = x0 + ((ThumbnailWidth - textWidth) / 2);
-        int textY = y0 + ThumbnailHeight + LabelPadding;
-        canvas.FillRect(x0, y0 + ThumbnailHeight, ThumbnailWidth, LabelHeight, BackgroundColor);
-        TinyFont.DrawText(canvas, Math.Max(x0, textX), textY, text[..length], LabelScale, LabelColor);
+        strip.FillRect(0, 0, ThumbnailWidth, LabelHeight, BackgroundColor);
+        TinyFont.DrawText(
+            strip, Math.Max(0, (ThumbnailWidth - textWidth) / 2), LabelPadding, text[..length], LabelScale, LabelColor);
         return (x0, y0);
     }
 

@@ -85,6 +85,25 @@ public sealed class ContactSheetTests
     }
 
     [Fact]
+    public void LongLabels_AreClippedToTheirTile()
+    {
+        var sheet = new ContactSheet(64, 64, capacity: 2, columns: 2, thumbnailWidth: 16, border: 2);
+        var frame = new byte[64 * 64 * 4];
+        TestPattern.Draw(frame, 64, 64, 64 * 4, 0, 0);
+        sheet.AddFrame(frame, 64 * 4, int.MaxValue);
+        (int ox, int oy) = sheet.GetThumbnailOrigin(1);
+
+        // The gap between the tiles and the second tile's label strip stay background.
+        for (int y = oy + sheet.ThumbnailHeight; y < oy + sheet.ThumbnailHeight + sheet.LabelHeight; y++)
+        {
+            for (int x = ox - sheet.Border; x < ox + sheet.ThumbnailWidth; x++)
+            {
+                Assert.Equal(ContactSheet.BackgroundColor, SheetPixel(sheet, x, y));
+            }
+        }
+    }
+
+    [Fact]
     public void RowReaderOverload_MatchesSpanOverload()
     {
         const int Width = 301;
