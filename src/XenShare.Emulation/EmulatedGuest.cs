@@ -1,0 +1,35 @@
+using XenShare.Emulation.Drivers;
+using XenShare.Emulation.Hypervisor;
+using XenShare.Emulation.Kernel;
+
+namespace XenShare.Emulation;
+
+/// <summary>A domain of the emulated host with its kernel and drivers (gntdev, gntalloc, evtchn).</summary>
+public sealed class EmulatedGuest
+{
+    internal EmulatedGuest(XenHost host, Domain domain, KernelOptions options)
+    {
+        Domain = domain;
+        Kernel = new GuestKernel(host, domain, options);
+        GntDev = new GntDevDriver(Kernel);
+        _ = new GntAllocDriver(Kernel);
+        _ = new EvtChnDriver(Kernel);
+    }
+
+    /// <summary>The domain.</summary>
+    public Domain Domain { get; }
+
+    /// <summary>The domain id.</summary>
+    public DomainId Id => Domain.Id;
+
+    /// <summary>The guest kernel.</summary>
+    public GuestKernel Kernel { get; }
+
+    internal GntDevDriver GntDev { get; }
+
+    /// <summary>Starts a process in this guest: an <see cref="IGuestProcess"/> on the emulated kernel.</summary>
+    public GuestProcess StartProcess() => Kernel.StartProcess();
+
+    /// <summary>"dom1 (Arm64)".</summary>
+    public override string ToString() => Domain.ToString();
+}
