@@ -14,6 +14,7 @@ public sealed class EmulatedGuest
         GntDev = new GntDevDriver(Kernel);
         _ = new GntAllocDriver(Kernel);
         _ = new EvtChnDriver(Kernel);
+        XenShare.Emulation.Kernel.DmaBuf.SystemHeap.Register(Kernel);
     }
 
     /// <summary>The domain.</summary>

@@ -1,20 +1,313 @@
-#pragma warning disable CA1822 // temporary
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using XenShare.Abi;
+using XenShare.Emulation.Hypervisor;
 using XenShare.Emulation.Kernel;
+using XenShare.Emulation.Kernel.Dma;
+using XenShare.Emulation.Kernel.DmaBuf;
 
 namespace XenShare.Emulation.Drivers;
 
-/// <summary>The dma-buf part of one gntdev file (gntdev_dmabuf_priv). TEMPORARY: filled in by the dma-buf work.</summary>
+/// <summary>
+/// The dma-buf part of one gntdev file (gntdev_dmabuf_priv): export grant refs as a dma-buf (EX01-EX13),
+/// wait for an export's release (EW01-EW06, D01, D02), import a local dma-buf as grant refs and release
+/// it (EI01-EI11).
+/// </summary>
+/// <remarks>
+/// Lock: <c>_lock</c> guards the export and import tables. Both are keyed by the fd number recorded at
+/// export/import time (O(1) lookup where Linux walks a list); a key may hold a chain of entries when a
+/// number is reused while an older buffer lives, newest first (EW01). Order: process fd lock &lt; gntdev
+/// file lock &lt; this lock; exporter callbacks (attach, map, release) run without it.
+/// </remarks>
 internal sealed class GntDevDmaBuf
 {
+    private readonly object _lock = new();
     private readonly GntDevFile _file;
+    private readonly Dictionary<uint, Export> _exports = new();
+    private readonly Dictionary<uint, Import> _imports = new();
 
     public GntDevDmaBuf(GntDevFile file) => _file = file;
 
-    public int ExportFromRefs(GuestProcess caller, Span<byte> arg) => -Errno.ENOTTY;
-    public int WaitReleased(Span<byte> arg) => -Errno.ENOTTY;
-    public int ImportToRefs(GuestProcess caller, Span<byte> arg) => -Errno.ENOTTY;
-    public int ImportRelease(Span<byte> arg) => -Errno.ENOTTY;
-    public void ReleaseAllImports() { }
-    public void FreeDmaBacking(GrantMap map) => throw new InvalidOperationException(_file.ToString());
+    private GuestKernel Kernel => _file.Kernel;
+
+    public int ExportCount { get { lock (_lock) return Count(_exports); } }
+
+    public int ImportCount { get { lock (_lock) return Count(_imports); } }
+
+    private static int Count<T>(Dictionary<uint, T> table) where T : class, IChained<T>
+    {
+        int n = 0;
+        foreach (var head in table.Values) for (T? e = head; e is not null; e = e.Older) n++;
+        return n;
+    }
+
+    private interface IChained<T> where T : class
+    {
+        T? Older { get; set; }
+    }
+
+    // Not disposed on purpose: a waiter that timed out may still hold the event, and the event only has
+    // an OS handle if someone blocked long enough; the GC finalizes it.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "see comment")]
+    private sealed class Export : IChained<Export>
+    {
+        public required GrantMap Map;
+        public required uint Fd;
+        public readonly ManualResetEventSlim Released = new(false);
+        public Export? Older { get; set; }
+    }
+
+    private sealed class ExportAttachment
+    {
+        public SgTable? Table;
+        public DmaDirection Direction = DmaDirection.None;
+    }
+
+    private sealed class Import : IChained<Import>
+    {
+        public required uint Fd;
+        public required DmaBufObject Buffer;
+        public required DmaBufAttachment Attachment;
+        public required SgTable Table;
+        public required uint[] Refs;
+        public required GuestFrame[] Frames;
+        public Import? Older { get; set; }
+    }
+
+    private static void Push<T>(Dictionary<uint, T> table, uint key, T item) where T : class, IChained<T>
+    {
+        if (table.TryGetValue(key, out var head)) item.Older = head;
+        table[key] = item;
+    }
+
+    private static bool Unlink<T>(Dictionary<uint, T> table, uint key, T item) where T : class, IChained<T>
+    {
+        if (!table.TryGetValue(key, out var head)) return false;
+        if (head == item)
+        {
+            if (item.Older is null) table.Remove(key); else table[key] = item.Older;
+            return true;
+        }
+        for (var e = head; e.Older is not null; e = e.Older)
+            if (e.Older == item) { e.Older = item.Older; return true; }
+        return false;
+    }
+
+    // ------------------------------------------------------------------ export
+
+    public int ExportFromRefs(GuestProcess caller, Span<byte> arg)
+    {
+        if (_file.UsePtemod) return -Errno.EINVAL;                                               // EX01
+        int refsAt = GntDevIoctl.DmaBufRefsOffset;
+        if (arg.Length < refsAt) return -Errno.EFAULT;
+        ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_exp_from_refs>(arg);
+        if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EX02
+        if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
+        uint flags = op.flags;
+        if ((flags & GntDevIoctl.GNTDEV_DMA_FLAG_WC) != 0 && (flags & GntDevIoctl.GNTDEV_DMA_FLAG_COHERENT) != 0)
+            return -Errno.EINVAL;                                                               // EX03
+        bool dma = (flags & (GntDevIoctl.GNTDEV_DMA_FLAG_WC | GntDevIoctl.GNTDEV_DMA_FLAG_COHERENT)) != 0;
+        int count = (int)op.count;
+
+        var map = _file.AllocMap(count, allocPages: !dma);                                      // EX04
+        if (map is null) return -Errno.ENOMEM;                                                  // EX07
+        if (dma && !AllocDmaBacking(map)) return -Errno.ENOMEM;
+        var refs = MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count));
+        ushort domid = (ushort)op.domid;   // the real driver cuts the domid to 16 bits
+        for (int i = 0; i < count; i++) { map.DomIds[i] = domid; map.Refs[i] = refs[i]; }
+        _file.AddMap(map);
+
+        // EX05: always writable; x86 kernels also ask for a device mapping.
+        uint mapFlags = GntMap.host_map | (_file.Domain.IsX86 ? GntMap.device_map : 0);
+        int rc = _file.MapGrants(map, mapFlags);
+        if (rc < 0) { DropMap(map); return rc; }                                               // EX06
+
+        int fd = caller.ReserveFd(cloexec: true);                                               // EX08: reserve first
+        if (fd < 0) { DropMap(map); return fd; }                                                // EX07: EMFILE
+        var export = new Export { Map = map, Fd = (uint)fd };
+        var buffer = DmaBufObject.Export(Kernel, ExporterOps(export), (long)count * 4096, export, out int errno);
+        if (buffer is null) { caller.UnreserveFd(fd); DropMap(map); return errno; }
+        _file.Get();                                                                            // EX12: pin the gntdev file
+        lock (_lock) Push(_exports, (uint)fd, export);
+        op.fd = (uint)fd;
+        caller.InstallFd(fd, buffer.File);                                                      // EX08: install last
+        return 0;
+    }
+
+    private void DropMap(GrantMap map)
+    {
+        _file.RemoveFromList(map);
+        _file.PutMap(map);
+    }
+
+    /// <summary>One contiguous DMA allocation on the gntdev device whose frames go back to Xen so the
+    /// grants can be mapped into the now empty GFNs (EX04).</summary>
+    private bool AllocDmaBacking(GrantMap map)
+    {
+        if (!Kernel.Ram.TryAllocateContiguous(map.Count, out var first)) return false;
+        for (int i = 0; i < map.Count; i++)
+        {
+            var g = new GuestFrame(first.Value + (ulong)i);
+            map.Pages[i] = g;
+            Kernel.FrameSpan(g).Clear();                     // scrub before giving the frame back
+            Kernel.Host.DecreaseReservation(Kernel.Domain, g);
+        }
+        map.DmaBacked = true;
+        return true;
+    }
+
+    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed.</summary>
+    public void FreeDmaBacking(GrantMap map)
+    {
+        foreach (var g in map.Pages)
+        {
+            if (!Kernel.Host.PopulatePhysmap(Kernel.Domain, g))
+                throw new InvalidOperationException($"cannot repopulate gfn {g} of {Kernel.Domain}");
+            Kernel.FreePage(g);
+        }
+    }
+
+    private DmaBufOps ExporterOps(Export export) => new()
+    {
+        // EX10: any device may attach; the table is built at the first map and cached per attachment.
+        Attach = a => { a.ExporterData = new ExportAttachment(); return 0; },
+        Detach = a =>
+        {
+            var ea = (ExportAttachment)a.ExporterData!;
+            if (ea.Table is not null) a.Device.Unmap(ea.Table);
+            ea.Table = null;
+        },
+        Map = (DmaBufAttachment a, DmaDirection dir, out int errno) =>
+        {
+            errno = 0;
+            var ea = a.ExporterData as ExportAttachment;
+            if (dir == DmaDirection.None || ea is null) { errno = -Errno.EINVAL; return null; }
+            // Review concern 1: Direction and Table are set together after a successful map, and the
+            // direction starts at None (refused above), so a matching direction implies a table.
+            if (ea.Direction == dir) return ea.Table;
+            if (ea.Direction != DmaDirection.None) { errno = -Errno.EBUSY; return null; }
+            var t = a.Device.Map(export.Map.Pages);
+            if (t is null) { errno = -Errno.ENOMEM; return null; }
+            ea.Table = t;
+            ea.Direction = dir;
+            return t;
+        },
+        // Review concern 2: unmap keeps the cached mapping; detach tears it down.
+        Unmap = (_, _, _) => { },
+        Release = _ => ReleaseExport(export),
+    };
+
+    /// <summary>The last reference to an exported buffer is gone (EX13): unmap the grants and free the
+    /// backing, then wake every waiter (D01, D02), then unpin the gntdev file (EX12).</summary>
+    private void ReleaseExport(Export export)
+    {
+        DropMap(export.Map);
+        lock (_lock) Unlink(_exports, export.Fd, export);
+        export.Released.Set();
+        _file.Put();
+    }
+
+    public int WaitReleased(Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) return -Errno.EFAULT;
+        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
+        Export? export;
+        lock (_lock) _exports.TryGetValue(op.fd, out export);                                   // EW01: newest first
+        if (export is null) return -Errno.ENOENT;
+        // EW04: the event is set by release; a release that raced the lookup has already set it.
+        // EW06: not interruptible.
+        int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
+        return export.Released.Wait(ms) ? 0 : -Errno.ETIMEDOUT;                                  // EW03
+    }
+
+    // ------------------------------------------------------------------ import
+
+    public int ImportToRefs(GuestProcess caller, Span<byte> arg)
+    {
+        int refsAt = GntDevIoctl.DmaBufRefsOffset;
+        if (arg.Length < refsAt) return -Errno.EFAULT;
+        ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_imp_to_refs>(arg);
+        if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EI01
+        if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
+        int count = (int)op.count;
+        var buffer = DmaBufObject.Get(caller, (int)op.fd, out int errno);
+        if (buffer is null) return errno;                                                       // EI01: EBADF / EINVAL
+        var device = _file.Device;
+        var att = buffer.Attach(device, out errno);                                             // EI02
+        if (att is null) { buffer.Put(); return errno; }
+        var table = buffer.MapAttachment(att, DmaDirection.Bidirectional, out errno);
+        if (table is null) { buffer.Detach(att); buffer.Put(); return errno; }
+        int rc = 0;
+        GuestFrame[]? frames = null;
+        if (table.Segments.Count == 0 || table.Segments[0].Offset != 0) rc = -Errno.EINVAL;     // EI03
+        else if (buffer.Size != (long)count * 4096) rc = -Errno.EINVAL;
+        else
+        {
+            // EI05: frames from the DMA addresses (works for buffers without ordinary pages).
+            frames = new GuestFrame[count];
+            int n = 0;
+            foreach (var s in table.Segments)
+                for (int p = 0; p < s.Length / 4096 && rc == 0; p++)
+                {
+                    if (n >= count || !device.TryTranslate(s.DmaAddress + ((ulong)p << 12), out var g)) rc = -Errno.EINVAL;
+                    else frames[n++] = g;
+                }
+            if (rc == 0 && n != count) rc = -Errno.EINVAL;
+        }
+        var refs = new uint[count];
+        if (rc == 0) rc = Kernel.Grants.Allocate(refs);                                         // EI04: ENOSPC
+        if (rc < 0)
+        {
+            buffer.UnmapAttachment(att, table, DmaDirection.Bidirectional);
+            buffer.Detach(att);
+            buffer.Put();
+            return rc;
+        }
+        for (int i = 0; i < count; i++) Kernel.Grants.Grant(refs[i], new DomainId((ushort)op.domid), frames![i], readOnly: false);
+        var import = new Import { Fd = op.fd, Buffer = buffer, Attachment = att, Table = table, Refs = refs, Frames = frames! };
+        lock (_lock) Push(_imports, op.fd, import);
+        refs.AsSpan().CopyTo(MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count)));
+        return 0;
+    }
+
+    public int ImportRelease(Span<byte> arg)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_imp_release>()) return -Errno.EFAULT;
+        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_imp_release>(arg);
+        Import? import;
+        lock (_lock)
+        {
+            if (!_imports.TryGetValue(op.fd, out import)) return -Errno.ENOENT;                 // EI08
+            Unlink(_imports, op.fd, import);
+        }
+        ReleaseImport(import);
+        return 0;
+    }
+
+    /// <summary>Ends access to every ref - deferred, with the page pinned, while the peer still maps it
+    /// (EI09, EI10) - then unmaps, detaches and puts the buffer.</summary>
+    private void ReleaseImport(Import import)
+    {
+        for (int i = 0; i < import.Refs.Length; i++)
+        {
+            var page = import.Frames[i];
+            Kernel.GetPage(page);
+            Kernel.Grants.EndAccess(import.Refs[i], () => Kernel.PutPage(page));
+        }
+        import.Buffer.UnmapAttachment(import.Attachment, import.Table, DmaDirection.Bidirectional);
+        import.Buffer.Detach(import.Attachment);
+        import.Buffer.Put();
+    }
+
+    /// <summary>EI11: closing the gntdev file releases every import.</summary>
+    public void ReleaseAllImports()
+    {
+        var all = new List<Import>();
+        lock (_lock)
+        {
+            foreach (var head in _imports.Values) for (var e = head; e is not null; e = e.Older) all.Add(e);
+            _imports.Clear();
+        }
+        foreach (var i in all) ReleaseImport(i);
+    }
 }

@@ -14,6 +14,7 @@ internal sealed class GntDevDriver
     public GntDevDriver(GuestKernel kernel)
     {
         Kernel = kernel;
+        Device = new XenShare.Emulation.Kernel.Dma.DmaDevice(kernel, "gntdev");
         kernel.RegisterDevice(Path, (_, _) =>
         {
             var f = new GntDevFile(this);
@@ -24,6 +25,9 @@ internal sealed class GntDevDriver
     }
 
     public GuestKernel Kernel { get; }
+
+    /// <summary>The gntdev misc device (64-bit DMA mask, direct translation).</summary>
+    public XenShare.Emulation.Kernel.Dma.DmaDevice Device { get; }
 
     public void OnFileReleased(GntDevFile file)
     {

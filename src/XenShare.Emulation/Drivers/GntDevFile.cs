@@ -32,6 +32,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
 
     public GuestKernel Kernel { get; }
     public GntDevDmaBuf DmaBuf { get; }
+    /// <summary>The gntdev misc device: the DMA device of WC/coherent allocations and the importer device.</summary>
+    public Kernel.Dma.DmaDevice Device => _driver.Device;
     public XenHost Host => Kernel.Host;
     public Domain Domain => Kernel.Domain;
     public int Limit => Kernel.Options.GntDevLimit;

@@ -25,6 +25,8 @@ public sealed class GuestKernel : IDomainSink
     private readonly ConcurrentDictionary<uint, IEventHandler> _eventHandlers = new();
     private readonly List<GuestProcess> _processes = new();
     private readonly List<Func<IEnumerable<string>>> _leakChecks = new();
+    private readonly Dictionary<ulong, int> _pagePins = new();
+    private readonly HashSet<ulong> _freePending = new();
     private int _nextPid = 1;
     private readonly int _initialRamFree;
 
@@ -111,7 +113,39 @@ public sealed class GuestKernel : IDomainSink
         return true;
     }
 
-    internal void FreePage(GuestFrame gfn) => Ram.Free(gfn);
+    /// <summary>Frees a RAM page; if it is pinned (<see cref="GetPage"/>), the free happens at the last unpin.</summary>
+    internal void FreePage(GuestFrame gfn)
+    {
+        lock (_pagePins)
+        {
+            if (_pagePins.ContainsKey(gfn.Value)) { _freePending.Add(gfn.Value); return; }
+        }
+        Ram.Free(gfn);
+    }
+
+    /// <summary>get_page: keeps a RAM page from being reused while a peer may still map it (deferred grant
+    /// reclaim, XSA-396).</summary>
+    internal void GetPage(GuestFrame gfn)
+    {
+        lock (_pagePins) _pagePins[gfn.Value] = _pagePins.GetValueOrDefault(gfn.Value) + 1;
+    }
+
+    /// <summary>put_page: drops a pin; frees the page if it was freed while pinned.</summary>
+    internal void PutPage(GuestFrame gfn)
+    {
+        bool free = false;
+        lock (_pagePins)
+        {
+            int n = _pagePins[gfn.Value] - 1;
+            if (n > 0) _pagePins[gfn.Value] = n;
+            else
+            {
+                _pagePins.Remove(gfn.Value);
+                free = _freePending.Remove(gfn.Value);
+            }
+        }
+        if (free) Ram.Free(gfn);
+    }
 
     /// <summary>The machine frame behind a GFN (RAM or a foreign mapping).</summary>
     internal bool TryResolve(GuestFrame gfn, out MachineFrame mfn) => Domain.P2M.TryGet(gfn, out mfn, out _);
@@ -158,6 +192,7 @@ public sealed class GuestKernel : IDomainSink
         if (Unpopulated.FreeCount != Unpopulated.Count) problems.Add($"{Domain}: {Unpopulated.Count - Unpopulated.FreeCount} unpopulated page(s) in use");
         if (Grants.InUse != 0) problems.Add($"{Domain}: {Grants.InUse} grant ref(s) in use");
         if (Grants.DeferredCount != 0) problems.Add($"{Domain}: {Grants.DeferredCount} deferred reclaim(s) pending");
+        lock (_pagePins) if (_pagePins.Count != 0) problems.Add($"{Domain}: {_pagePins.Count} page(s) pinned");
         if (!_eventHandlers.IsEmpty) problems.Add($"{Domain}: {_eventHandlers.Count} event handler(s) bound");
         lock (_leakChecks)
             foreach (var check in _leakChecks) problems.AddRange(check());

@@ -65,6 +65,9 @@ public static class AbiCatalog
     /// <summary>Header name of <c>linux/dma-buf.h</c>.</summary>
     public const string DmaBufHeader = "linux/dma-buf.h";
 
+    /// <summary>Header of <see cref="DmaHeapIoctl"/>.</summary>
+    public const string DmaHeapHeader = "linux/dma-heap.h";
+
     /// <summary>The headers covered, in catalog order.</summary>
     public static IReadOnlyList<string> Headers { get; } =
         new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader]);
@@ -80,7 +83,7 @@ public static class AbiCatalog
 
     /// <summary>The classes whose fields are the ioctl numbers and constants, one per header.</summary>
     public static IReadOnlyList<Type> IoctlClasses { get; } =
-        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl)]);
+        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl)]);
 
     static AbiCatalog()
     {
@@ -90,6 +93,7 @@ public static class AbiCatalog
         AddFields(typeof(GntAllocIoctl), GntAllocHeader, ioctls, constants);
         AddFields(typeof(EvtChnIoctl), EvtChnHeader, ioctls, constants);
         AddFields(typeof(DmaBufIoctl), DmaBufHeader, ioctls, constants);
+        AddFields(typeof(DmaHeapIoctl), DmaHeapHeader, ioctls, constants);
         Ioctls = ioctls.AsReadOnly();
         Constants = constants.AsReadOnly();
 
@@ -121,6 +125,7 @@ public static class AbiCatalog
         Add<dma_buf_sync>(structs, DmaBufHeader);
         Add<dma_buf_export_sync_file>(structs, DmaBufHeader);
         Add<dma_buf_import_sync_file>(structs, DmaBufHeader);
+        Add<dma_heap_allocation_data>(structs, DmaHeapHeader);
         Structs = structs.AsReadOnly();
     }
 
