@@ -1,0 +1,187 @@
+using System.Runtime.InteropServices;
+using XenShare.Abi;
+
+namespace XenShare.Api;
+
+/// <summary>
+/// An open <c>/dev/xen/gntdev</c>: map foreign grants, copy through grants, and the dma-buf operations
+/// (export grants as a dma-buf, wait for its release, import a dma-buf as grants). The libxengnttab of
+/// XenShare, over any <see cref="IGuestProcess"/>.
+/// </summary>
+/// <remarks>Thread-safe: each call is independent ioctls on one fd; the grant-copy scratch segment array
+/// is guarded by a lock.</remarks>
+public sealed class GrantDevice : IDisposable
+{
+    /// <summary>The device path.</summary>
+    public const string Path = "/dev/xen/gntdev";
+
+    private const int SegmentSize = 24;
+    private readonly object _copyLock = new();
+    private ProcessBuffer? _segments;
+    private int _fd;
+
+    private GrantDevice(IGuestProcess process, int fd)
+    {
+        Process = process;
+        _fd = fd;
+    }
+
+    /// <summary>Opens gntdev in <paramref name="process"/>.</summary>
+    public static GrantDevice Open(IGuestProcess process)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        int fd = ErrnoMapper.Check(process.Open(Path, Posix.O_RDWR | Posix.O_CLOEXEC), "open " + Path);
+        return new GrantDevice(process, fd);
+    }
+
+    /// <summary>The process.</summary>
+    public IGuestProcess Process { get; }
+
+    /// <summary>The gntdev fd.</summary>
+    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(GrantDevice));
+
+    /// <summary>MAP_GRANT_REF + mmap: maps grants of <paramref name="domain"/> into this process.</summary>
+    public GrantMapping Map(DomainId domain, ReadOnlySpan<GrantRef> refs, bool writable = true)
+    {
+        if (refs.IsEmpty) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_MAP_GRANT_REF");
+        int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
+        ulong index;
+        using (var arg = new IoctlArg(Math.Max(24, refsAt + 8 * refs.Length), stackalloc byte[256]))
+        {
+            ref var op = ref arg.Header<ioctl_gntdev_map_grant_ref>();
+            op.count = (uint)refs.Length;
+            var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
+            for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
+            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
+            index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
+        }
+        int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
+        long addr = Process.Mmap(Fd, (long)index, refs.Length * 4096L, prot, Posix.MAP_SHARED);
+        if (addr < 0)
+        {
+            UnmapGrantRef(index, refs.Length);
+            throw new XenShareException((int)-addr, "mmap(gntdev)");
+        }
+        return new GrantMapping(this, index, refs.Length, addr, writable);
+    }
+
+    internal void UnmapGrantRef(ulong index, int count)
+    {
+        Span<byte> arg = stackalloc byte[16];
+        MemoryMarshal.Write(arg, new ioctl_gntdev_unmap_grant_ref { index = index, count = (uint)count });
+        Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, arg);
+    }
+
+    /// <summary>IOCTL_GNTDEV_SET_MAX_GRANTS. Linux does not implement it; as libxengnttab does, ENOTTY
+    /// counts as success (LG03).</summary>
+    public void SetMaxGrants(uint count)
+    {
+        Span<byte> arg = stackalloc byte[4];
+        MemoryMarshal.Write(arg, count);
+        int rc = Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, arg);
+        if (rc == -Errno.ENOTTY) return;
+        ErrnoMapper.Check(rc, "IOCTL_GNTDEV_SET_MAX_GRANTS");
+    }
+
+    /// <summary>IOCTL_GNTDEV_GRANT_COPY: runs the segments and writes each one's GNTST status into
+    /// <paramref name="statuses"/>. Throws only when the ioctl itself fails (EINVAL, EFAULT).</summary>
+    public void Copy(ReadOnlySpan<GrantCopySegment> segments, Span<short> statuses)
+    {
+        if (statuses.Length < segments.Length) throw new ArgumentException("one status per segment", nameof(statuses));
+        if (segments.IsEmpty) return;
+        lock (_copyLock)
+        {
+            int bytes = segments.Length * SegmentSize;
+            if (_segments is null || _segments.Length < bytes)
+            {
+                _segments?.Dispose();
+                _segments = ProcessBuffer.Allocate(Process, Math.Max(bytes, 4096));
+            }
+            var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(_segments.Span[..bytes]);
+            for (int i = 0; i < segments.Length; i++)
+            {
+                var s = segments[i];
+                ref var d = ref segs[i];
+                d = default;
+                d.len = s.Length;
+                if (s.Source.IsForeign)
+                {
+                    d.flags |= GntCopy.source_gref;
+                    d.source.foreign = new gntdev_grant_copy_foreign { @ref = s.Source.Ref.Value, offset = s.Source.Offset, domid = s.Source.Domain.Value };
+                }
+                else d.source.virt = (ulong)s.Source.Address;
+                if (s.Dest.IsForeign)
+                {
+                    d.flags |= GntCopy.dest_gref;
+                    d.dest.foreign = new gntdev_grant_copy_foreign { @ref = s.Dest.Ref.Value, offset = s.Dest.Offset, domid = s.Dest.Domain.Value };
+                }
+                else d.dest.virt = (ulong)s.Dest.Address;
+            }
+            Span<byte> arg = stackalloc byte[16];
+            MemoryMarshal.Write(arg, new ioctl_gntdev_grant_copy { count = (uint)segments.Length, segments = (ulong)_segments.Address });
+            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, arg), "IOCTL_GNTDEV_GRANT_COPY");
+            for (int i = 0; i < segments.Length; i++) statuses[i] = segs[i].status;
+        }
+    }
+
+    /// <summary>IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS: maps the grants and hands them out as a new dma-buf.
+    /// A count of 0 fails with EINVAL without calling the kernel (LG01).</summary>
+    public ExportedDmaBuf ExportDmaBuf(DomainId domain, ReadOnlySpan<GrantRef> refs, DmaBufBacking backing = DmaBufBacking.None)
+    {
+        if (refs.IsEmpty) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
+        int refsAt = GntDevIoctl.DmaBufRefsOffset;
+        using var arg = new IoctlArg(Math.Max(20, refsAt + 4 * refs.Length), stackalloc byte[256]);
+        ref var op = ref arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>();
+        op.flags = (uint)backing;
+        op.count = (uint)refs.Length;
+        op.domid = domain.Value;
+        MemoryMarshal.Cast<GrantRef, uint>(refs).CopyTo(arg.Array<uint>(refsAt, refs.Length));
+        ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
+        return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * 4096L);
+    }
+
+    /// <summary>IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, raw: 0, or -ETIMEDOUT / -ENOENT.</summary>
+    public int WaitReleasedRaw(int fdKey, uint waitMs)
+    {
+        Span<byte> arg = stackalloc byte[8];
+        MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fdKey, wait_to_ms = waitMs });
+        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg);
+    }
+
+    /// <summary>IOCTL_GNTDEV_DMABUF_IMP_TO_REFS: grants the pages of the dma-buf at
+    /// <paramref name="dmaBufFd"/> to <paramref name="domain"/>. A count of 0 fails with EINVAL without
+    /// calling the kernel (LG01).</summary>
+    public ImportedDmaBuf ImportDmaBuf(int dmaBufFd, int pageCount, DomainId domain)
+    {
+        if (pageCount <= 0) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
+        int refsAt = GntDevIoctl.DmaBufRefsOffset;
+        using var arg = new IoctlArg(Math.Max(20, refsAt + 4 * pageCount), stackalloc byte[256]);
+        ref var op = ref arg.Header<ioctl_gntdev_dmabuf_imp_to_refs>();
+        op.fd = (uint)dmaBufFd;
+        op.count = (uint)pageCount;
+        op.domid = domain.Value;
+        ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
+        var refs = new GrantRef[pageCount];
+        MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(refsAt, pageCount)).CopyTo(refs);
+        return new ImportedDmaBuf(this, dmaBufFd, refs);
+    }
+
+    internal int ImportRelease(int fdKey)
+    {
+        Span<byte> arg = stackalloc byte[8];
+        MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey });
+        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, arg);
+    }
+
+    /// <summary>Closes gntdev (maps still mmapped and exported buffers stay alive).</summary>
+    public void Dispose()
+    {
+        lock (_copyLock)
+        {
+            _segments?.Dispose();
+            _segments = null;
+        }
+        int fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0) Process.Close(fd);
+    }
+}
