@@ -26,6 +26,8 @@ public sealed unsafe class GuestProcess : IGuestProcess
     private readonly bool[] _cloexec;
     private readonly List<Vma> _vmas = new();
     private bool _exited;
+    private int _inFlight;
+    private int _idleWaiters;
 
     internal GuestProcess(GuestKernel kernel, int pid)
     {
@@ -162,8 +164,41 @@ public sealed unsafe class GuestProcess : IGuestProcess
     {
         var f = GetFile(fd);
         if (f is null) return -Errno.EBADF;
+        Interlocked.Increment(ref _inFlight);
         try { return f.Ioctl(this, request, arg); }
-        finally { f.Put(); }
+        finally
+        {
+            f.Put();
+            LeaveSyscall();
+        }
+    }
+
+    private void LeaveSyscall()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _idleWaiters) != 0)
+            lock (_fdLock) Monitor.PulseAll(_fdLock);
+    }
+
+    /// <summary>Waits until no ioctl of this process is in progress (a blocked wait thread of an async
+    /// API holds file references until it returns). False on timeout.</summary>
+    public bool WaitIdle(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        Interlocked.Increment(ref _idleWaiters);
+        try
+        {
+            lock (_fdLock)
+            {
+                while (Volatile.Read(ref _inFlight) != 0)
+                {
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0) return false;
+                    Monitor.Wait(_fdLock, (int)Math.Min(left, 1000));
+                }
+                return true;
+            }
+        }
+        finally { Interlocked.Decrement(ref _idleWaiters); }
     }
 
     /// <inheritdoc/>

@@ -43,6 +43,8 @@ public abstract class EmulatorTest : IDisposable
         {
             if (!SkipLeakCheck)
             {
+                // A wait released at the end of a test may still be returning on its own thread.
+                Assert.True(P0.WaitIdle(TimeSpan.FromSeconds(30)) && PU.WaitIdle(TimeSpan.FromSeconds(30)), "a syscall is still in progress");
                 var leaks = Host.CheckLeaks();
                 Assert.True(leaks.Count == 0, "leaks after test:\n  " + string.Join("\n  ", leaks));
             }
