@@ -5,10 +5,10 @@ namespace XenShare.Cli.Bench;
 internal sealed record BenchOptions
 {
     /// <summary>Measured repetitions per target (the median is reported).</summary>
-    public int Repetitions { get; init; } = 11;
+    public int Repetitions { get; init; } = 21;
 
     /// <summary>Discarded warm-up repetitions.</summary>
-    public int WarmupRepetitions { get; init; } = 2;
+    public int WarmupRepetitions { get; init; } = 3;
 
     /// <summary>Multiplier on the work done inside one repetition (1 = full size).</summary>
     public double WorkScale { get; init; } = 1.0;

@@ -41,7 +41,7 @@ internal sealed class P4GrantCopy : BenchTarget
         var memory = fixture.Xen.Memory;
         var dom0 = fixture.Dom0;
         var xen = fixture.Xen;
-        int passes = options.Scale(8);
+        int passes = options.Scale(24);
         var (copySeconds, memcpySeconds) = Measure.Interleaved(
             options,
             () =>
