@@ -20,6 +20,8 @@ internal static class Program
         //   root.Subcommands.Add(BenchCommand.Create());  // xenshare bench
         //   root.Subcommands.Add(InfoCommand.Create());   // xenshare info
         root.Subcommands.Add(AbiCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(InfoCommand.Create());
 
         return root;
     }

@@ -1,0 +1,73 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using XenShare.Emulation.Hypervisor;
+
+namespace XenShare.Cli.Bench;
+
+/// <summary>
+/// P7: managed bytes allocated per op on warmed hot paths, counted with
+/// <see cref="GC.GetAllocatedBytesForCurrentThread"/> around many iterations: a XenHost map+unmap batch,
+/// a XenHost copy batch, and the gntdev GRANT_COPY ioctl (segments in an anonymous mmap of the calling
+/// process). gntdev MAP_GRANT_REF / UNMAP_GRANT_REF are left out: they create a map object by design.
+/// The value is the worst path; the baseline is one <c>new object()</c> per op counted the same way
+/// (it shows the counter works). Target: 0 bytes/op (ratio &lt;= 0).
+/// </summary>
+internal sealed class P7HotPathAllocations : BenchTarget
+{
+    private const int Batch = 256;
+    private const int CopySegments = 64;
+    private static object? s_sink;
+
+    /// <inheritdoc/>
+    public override string Id => "P7";
+
+    /// <inheritdoc/>
+    public override string Title => "managed allocation per op on warmed hot paths";
+
+    /// <inheritdoc/>
+    public override BenchRow Run(BenchOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        using var fixture = new GrantFixture(Batch);
+        var map = fixture.MapOps(0, Batch);
+        var unmap = new GnttabUnmapGrantRef[Batch];
+        var copy = fixture.CopyOps(0, Batch);
+        byte[] ioctlArg = fixture.PrepareGrantCopyIoctl(0, CopySegments);
+        int iterations = options.Scale(1000);
+
+        double mapUnmap = BytesPerOp(options, iterations, () => fixture.MapUnmap(map, unmap));
+        GrantFixture.CheckStatus(map);
+        GrantFixture.CheckStatus(unmap);
+        double xenCopy = BytesPerOp(options, iterations, () => fixture.Xen.Copy(fixture.Dom0, copy));
+        GrantFixture.CheckStatus(copy);
+        double ioctlCopy = BytesPerOp(options, iterations, () => GrantFixture.Check(fixture.GrantCopyIoctl(ioctlArg), "IOCTL_GNTDEV_GRANT_COPY"));
+        fixture.CheckGrantCopySegments(CopySegments);
+        double baseline = BytesPerOp(options, iterations, AllocateOne);
+
+        double worst = Math.Max(mapUnmap, Math.Max(xenCopy, ioctlCopy));
+        string what = string.Create(
+            CultureInfo.InvariantCulture,
+            $"managed bytes per op, worst of: XenHost map+unmap batch of {Batch} = {mapUnmap:0.##} B; XenHost copy batch of {Batch} x 4 KiB = {xenCopy:0.##} B; gntdev GRANT_COPY ioctl, {CopySegments} segments = {ioctlCopy:0.##} B (baseline: one new object() per op)");
+        return BenchRow.Create(Id, what, worst, "B/op", baseline, "B/op new object()", BenchGoal.AtMostRatio(0));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AllocateOne() => s_sink = new object();
+
+    /// <summary>Median over repetitions of the bytes this thread allocated per call, after warm-up.</summary>
+    private static double BytesPerOp(BenchOptions options, int iterations, Action op)
+    {
+        for (int i = 0; i < Math.Max(16, options.WarmupRepetitions * 16); i++) op();
+        var perOp = new double[options.Repetitions];
+        for (int r = 0; r < perOp.Length; r++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < iterations; i++) op();
+            long after = GC.GetAllocatedBytesForCurrentThread();
+            perOp[r] = (double)(after - before) / iterations;
+        }
+
+        GC.KeepAlive(s_sink);
+        return Measure.Median(perOp);
+    }
+}

@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Spectre.Console;
+using XenShare.Cli.Bench;
+
+namespace XenShare.Cli.Commands;
+
+/// <summary><c>xenshare bench [--json] [--only P1,P4] [--quick]</c>: measures the performance targets of
+/// docs/perf as same-run ratios and reports them. A report: it exits 0 even when a target fails.</summary>
+internal static class BenchCommand
+{
+    /// <summary>Creates the <c>bench</c> command.</summary>
+    public static Command Create()
+    {
+        var json = new Option<bool>("--json")
+        {
+            Description = "Print JSON: [{\"id\", \"what\", \"value\", \"unit\", \"baseline\", \"baselineUnit\", \"ratio\", \"target\", \"pass\"}, ...].",
+        };
+        var only = new Option<string?>("--only")
+        {
+            Description = "Comma-separated target ids to run (default: all implemented), e.g. P1,P4.",
+        };
+        var quick = new Option<bool>("--quick")
+        {
+            Description = "Few repetitions and small sizes: checks the machinery, the numbers are rough.",
+        };
+        var command = new Command("bench", "Measure the performance targets (" + string.Join(", ", BenchTargets.All.Select(t => t.Id)) + ") against baselines measured in the same run.");
+        command.Options.Add(json);
+        command.Options.Add(only);
+        command.Options.Add(quick);
+        command.SetAction(parseResult =>
+        {
+            TextWriter output = parseResult.InvocationConfiguration.Output;
+            TextWriter error = parseResult.InvocationConfiguration.Error;
+            var targets = BenchTargets.Select(parseResult.GetValue(only), out var unknown);
+            if (unknown.Count > 0)
+            {
+                error.WriteLine($"unknown or not implemented target(s): {string.Join(", ", unknown)} (implemented: {string.Join(", ", BenchTargets.All.Select(t => t.Id))})");
+                return 1;
+            }
+
+            var options = parseResult.GetValue(quick) ? BenchOptions.Quick : BenchOptions.Default;
+            bool asJson = parseResult.GetValue(json);
+            var rows = BenchTargets.Run(targets, options, asJson ? null : t => output.WriteLine($"measuring {t.Id}: {t.Title} ..."));
+            if (asJson)
+            {
+                output.WriteLine(ToJson(rows));
+                error.WriteLine(Summary(rows));
+            }
+            else
+            {
+                WriteTable(output, rows);
+                output.WriteLine(Summary(rows));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>"4 target(s): 3 pass, 1 fail (P1)".</summary>
+    internal static string Summary(IReadOnlyList<BenchRow> rows)
+    {
+        var failed = rows.Where(r => !r.Pass).Select(r => r.Id).ToList();
+        string text = string.Create(CultureInfo.InvariantCulture, $"{rows.Count} target(s): {rows.Count - failed.Count} pass, {failed.Count} fail");
+        return failed.Count == 0 ? text : text + " (" + string.Join(", ", failed) + ")";
+    }
+
+    /// <summary>The rows as an indented JSON array.</summary>
+    internal static string ToJson(IEnumerable<BenchRow> rows)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartArray();
+            foreach (var row in rows)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("id", row.Id);
+                writer.WriteString("what", row.What);
+                writer.WriteNumber("value", row.Value);
+                writer.WriteString("unit", row.Unit);
+                writer.WriteNumber("baseline", row.Baseline);
+                writer.WriteString("baselineUnit", row.BaselineUnit);
+                writer.WriteNumber("ratio", row.Ratio);
+                writer.WriteString("target", row.Target);
+                writer.WriteBoolean("pass", row.Pass);
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows)
+    {
+        var consoleOutput = new AnsiConsoleOutput(output);
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = consoleOutput,
+            Ansi = consoleOutput.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = consoleOutput.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        if (!consoleOutput.IsTerminal)
+        {
+            console.Profile.Width = 200;
+        }
+
+        var table = new Table().Title("performance targets (same-run ratios)");
+        table.AddColumns("id", "what", "value", "baseline", "ratio", "target", "pass");
+        foreach (var row in rows)
+        {
+            table.AddRow(
+                new Text(row.Id),
+                new Text(row.What),
+                new Text(Number(row.Value) + " " + row.Unit),
+                new Text(Number(row.Baseline) + " " + row.BaselineUnit),
+                new Text(row.Ratio.ToString("0.###", CultureInfo.InvariantCulture)),
+                new Text(row.Target),
+                new Text(row.Pass ? "pass" : "FAIL"));
+        }
+
+        console.Write(table);
+    }
+
+    private static string Number(double value) =>
+        value.ToString(Math.Abs(value) >= 100 ? "0" : Math.Abs(value) >= 10 ? "0.0" : "0.##", CultureInfo.InvariantCulture);
+}

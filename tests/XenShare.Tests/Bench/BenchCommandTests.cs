@@ -1,0 +1,165 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using XenShare.Cli.Bench;
+using XenShare.Cli.Commands;
+
+namespace XenShare.Tests.Bench;
+
+/// <summary>The bench engine and the bench/info commands, in-process with <see cref="BenchOptions.Quick"/>.
+/// Only the shape of the rows is asserted, never speed (speed targets live in <c>xenshare bench</c>).</summary>
+[Collection(BenchMeasurementsGroup.Name)]
+public sealed class BenchCommandTests
+{
+    private static (int ExitCode, string Output, string Error) Run(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int exitCode = XenShare.Cli.Program.CreateRootCommand()
+            .Parse(args)
+            .Invoke(new InvocationConfiguration { Output = output, Error = error });
+        return (exitCode, output.ToString(), error.ToString());
+    }
+
+    private static bool Meets(string target, double ratio)
+    {
+        string[] parts = target.Split(' ');
+        Assert.Equal(2, parts.Length);
+        double limit = double.Parse(parts[1], CultureInfo.InvariantCulture);
+        return parts[0] switch
+        {
+            "<=" => ratio <= limit,
+            ">=" => ratio >= limit,
+            _ => throw new InvalidOperationException("bad target text " + target),
+        };
+    }
+
+    private static void AssertWellFormed(BenchRow row)
+    {
+        Assert.False(string.IsNullOrWhiteSpace(row.What));
+        Assert.False(string.IsNullOrWhiteSpace(row.Unit));
+        Assert.False(string.IsNullOrWhiteSpace(row.BaselineUnit));
+        Assert.True(double.IsFinite(row.Value), $"{row.Id} value {row.Value}");
+        Assert.True(double.IsFinite(row.Baseline) && row.Baseline > 0, $"{row.Id} baseline {row.Baseline}");
+        Assert.True(double.IsFinite(row.Ratio), $"{row.Id} ratio {row.Ratio}");
+        Assert.Equal(row.Value / row.Baseline, row.Ratio, 12);
+        Assert.Equal(Meets(row.Target, row.Ratio), row.Pass);
+    }
+
+    [Fact]
+    public void P7_and_P8_rows_are_well_formed()
+    {
+        var targets = BenchTargets.Select("P7,P8", out var unknown);
+        Assert.Empty(unknown);
+        var rows = BenchTargets.Run(targets, BenchOptions.Quick);
+
+        Assert.Equal(["P7", "P8"], rows.Select(r => r.Id));
+        foreach (var row in rows) AssertWellFormed(row);
+
+        var p7 = rows[0];
+        Assert.Equal("<= 0", p7.Target);
+        Assert.Equal(p7.Value == 0, p7.Pass);
+        // The baseline is one new object() per op: the counter must see it.
+        Assert.InRange(p7.Baseline, 16, 64);
+        Assert.Contains("map+unmap", p7.What, StringComparison.Ordinal);
+        Assert.Contains("GRANT_COPY", p7.What, StringComparison.Ordinal);
+
+        var p8 = rows[1];
+        Assert.Equal(P8BytesPerMappedPage.BudgetBytes, p8.Baseline);
+        Assert.Equal("<= 1", p8.Target);
+    }
+
+    [Fact]
+    public void Only_filters_and_keeps_report_order()
+    {
+        var targets = BenchTargets.Select(" p8 ,P1", out var unknown);
+        Assert.Empty(unknown);
+        Assert.Equal(["P1", "P8"], targets.Select(t => t.Id));
+
+        BenchTargets.Select("P1,P2", out unknown);
+        Assert.Equal(["P2"], unknown);
+        Assert.Equal(BenchTargets.All, BenchTargets.Select(null, out _));
+    }
+
+    [Fact]
+    public void Only_implemented_targets_are_listed()
+    {
+        Assert.Equal(["P1", "P4", "P7", "P8"], BenchTargets.All.Select(t => t.Id));
+    }
+
+    [Fact]
+    public void Bench_json_for_P7_parses()
+    {
+        (int exitCode, string output, string error) = Run("bench", "--json", "--quick", "--only", "P7");
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("1 target(s)", error, StringComparison.Ordinal);
+        using var document = JsonDocument.Parse(output);
+        var rows = document.RootElement.EnumerateArray().ToList();
+        var row = Assert.Single(rows);
+        Assert.Equal(
+            ["id", "what", "value", "unit", "baseline", "baselineUnit", "ratio", "target", "pass"],
+            row.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("P7", row.GetProperty("id").GetString());
+        Assert.Equal("<= 0", row.GetProperty("target").GetString());
+        double value = row.GetProperty("value").GetDouble();
+        double baseline = row.GetProperty("baseline").GetDouble();
+        Assert.Equal(value / baseline, row.GetProperty("ratio").GetDouble(), 12);
+        Assert.Equal(value == 0, row.GetProperty("pass").GetBoolean());
+    }
+
+    [Fact]
+    public void Bench_table_prints_a_summary()
+    {
+        (int exitCode, string output, string error) = Run("bench", "--quick", "--only", "P7");
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("P7", output, StringComparison.Ordinal);
+        Assert.Contains("1 target(s):", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("\u001b[", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bench_rejects_unknown_targets()
+    {
+        (int exitCode, _, string error) = Run("bench", "--only", "P2");
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("P2", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Summary_names_failed_targets()
+    {
+        var pass = BenchRow.Create("P1", "w", 1, "u", 10, "u", BenchGoal.AtMostRatio(0.35));
+        var fail = BenchRow.Create("P4", "w", 1, "u", 10, "u", BenchGoal.AtLeastRatio(0.7));
+        Assert.True(pass.Pass);
+        Assert.False(fail.Pass);
+        Assert.Equal("2 target(s): 1 pass, 1 fail (P4)", BenchCommand.Summary([pass, fail]));
+    }
+
+    [Fact]
+    public void Info_json_reports_backend_and_limits()
+    {
+        (int exitCode, string output, string error) = Run("info", "--json");
+        Assert.True(exitCode == 0, error);
+        using var document = JsonDocument.Parse(output);
+        var root = document.RootElement;
+        bool native = XenShare.Native.NativeXen.IsXenGuest;
+        Assert.Equal(native ? "native" : "emulated", root.GetProperty("backend").GetString());
+        Assert.Equal(native ? JsonValueKind.Object : JsonValueKind.Null, root.GetProperty("native").ValueKind);
+        var emulated = root.GetProperty("emulated");
+        Assert.Equal(64, emulated.GetProperty("maxGrantFrames").GetInt32());
+        Assert.Equal(32768, emulated.GetProperty("grantRefs").GetInt32());
+        Assert.Equal(262144, emulated.GetProperty("maptrackHandles").GetInt32());
+        Assert.Equal(65536, emulated.GetProperty("gntdevLimit").GetInt32());
+        Assert.Equal(1024, emulated.GetProperty("gntallocLimit").GetInt32());
+        Assert.Equal(262144L * 4096, emulated.GetProperty("machineMemoryBytes").GetInt64());
+    }
+
+    [Fact]
+    public void Info_text_names_the_backend()
+    {
+        (int exitCode, string output, _) = Run("info");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("backend:", output, StringComparison.Ordinal);
+        Assert.Contains("maptrack handles:     262144", output, StringComparison.Ordinal);
+    }
+}
