@@ -8,9 +8,13 @@ internal static class BenchTargets
     public static IReadOnlyList<BenchTarget> All { get; } =
     [
         new P1MapUnmap(),
+        new P2ExportFrame(),
         new P4GrantCopy(),
+        new P5WaitWakeup(),
+        new P6ManyLiveExports(),
         new P7HotPathAllocations(),
         new P8BytesPerMappedPage(),
+        new P9TwoThreads(),
     ];
 
     /// <summary>The targets named in a comma-separated list (case-insensitive), in report order; all of
