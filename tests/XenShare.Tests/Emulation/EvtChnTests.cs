@@ -277,3 +277,30 @@ public sealed class EvtChnTests : EmulatorTest
         AssertNoLeaks();
     }
 }
+
+/// <summary>IOCTL_EVTCHN_RESTRICT_DOMID as in Linux's evtchn.c (context of EV01's binds).</summary>
+public sealed class EvtChnRestrictTests : EmulatorTest
+{
+    private static int Restrict(XenShare.Emulation.Kernel.GuestProcess p, int fd, ushort domid) =>
+        p.Ioctl(fd, EvtChnIoctl.IOCTL_EVTCHN_RESTRICT_DOMID, Bytes(new ioctl_evtchn_restrict_domid { domid = domid }));
+
+    [Fact]
+    public void EV01_RestrictDomid_LimitsBinds()
+    {
+        int ev = Open(P0, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
+        Assert.Equal(-Errno.EINVAL, Restrict(P0, ev, 0));
+        Assert.Equal(-Errno.EINVAL, Restrict(P0, ev, 0x7ff0));
+        Assert.Equal(0, Restrict(P0, ev, DomU.Id.Value));
+        Assert.Equal(-Errno.EACCES, Restrict(P0, ev, DomU.Id.Value));   // only once
+        Assert.Equal(-Errno.EACCES, P0.Ioctl(ev, EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, Bytes(new ioctl_evtchn_bind_unbound_port { remote_domain = DomU.Id.Value })));
+        Assert.Equal(-Errno.EACCES, P0.Ioctl(ev, EvtChnIoctl.IOCTL_EVTCHN_BIND_VIRQ, Bytes(new ioctl_evtchn_bind_virq { virq = 3 })));
+        int evU = Open(PU, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
+        int portU = PU.Ioctl(evU, EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, Bytes(new ioctl_evtchn_bind_unbound_port { remote_domain = 0 }));
+        Assert.True(portU > 0);
+        Assert.Equal(-Errno.EACCES, P0.Ioctl(ev, EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, Bytes(new ioctl_evtchn_bind_interdomain { remote_domain = 5, remote_port = (uint)portU })));
+        Assert.True(P0.Ioctl(ev, EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, Bytes(new ioctl_evtchn_bind_interdomain { remote_domain = DomU.Id.Value, remote_port = (uint)portU })) > 0);
+        Assert.Equal(0, P0.Close(ev));
+        Assert.Equal(0, PU.Close(evU));
+        AssertNoLeaks();
+    }
+}
