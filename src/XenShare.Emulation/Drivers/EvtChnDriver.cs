@@ -56,7 +56,7 @@ internal sealed class EvtChnDriver
             {
                 if (arg.Length < 4) return -Errno.EFAULT;
                 uint remote = MemoryMarshal.Read<uint>(arg);
-                if (_restrictDomid >= 0 && remote != (uint)_restrictDomid) return -Errno.EACCES;
+                if (_restrictDomid >= 0) return -Errno.EACCES;   // Linux refuses any unbound port once restricted
                 return Bound(Host.EvtchnAllocUnbound(Domain, new DomainId((ushort)remote)));
             }
             if (request == EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN)
@@ -91,8 +91,12 @@ internal sealed class EvtChnDriver
             {
                 if (arg.Length < 2) return -Errno.EFAULT;
                 ushort d = MemoryMarshal.Read<ushort>(arg);
-                if (d >= GrantTableConstants.DOMID_SELF) return -Errno.EINVAL;
-                lock (_lock) _restrictDomid = d;
+                lock (_lock)
+                {
+                    if (_restrictDomid >= 0) return -Errno.EACCES;                       // only once
+                    if (d == 0 || d >= GrantTableConstants.DOMID_SELF) return -Errno.EINVAL; // DOMID_FIRST_RESERVED
+                    _restrictDomid = d;
+                }
                 return 0;
             }
             return -Errno.ENOSYS;                                                                // EV02: not ENOTTY

@@ -78,8 +78,11 @@ internal sealed class GntAllocDriver
         public long NextIndex { get => _nextIndex; set => _nextIndex = value; }
     }
 
+    /// <summary>find_grefs: the first of <paramref name="count"/> contiguous grefs at
+    /// <paramref name="index"/>, or -1. Count 0 never matches (Linux decrements it past zero).</summary>
     private static int FindRun(GntAllocFile file, long index, int count)
     {
+        if (count <= 0) return -1;
         for (int i = 0; i < file.Grefs.Count; i++)
         {
             if (file.Grefs[i].FileIndex != index) continue;
