@@ -278,6 +278,10 @@ public sealed class GrantTableTests : GrantTableTestBase
         var extra = MapOp(mapper, DomU.Id, g.Ref, 300);
         MapFails(mapper, ref extra, GntSt.no_space, g);
         Assert.Equal(256, DU.GrantTable.ActivePins);
+        // The table is per mapping domain: dom0 still maps the same granter's pages.
+        var g0 = Grant(DomU, Dom0.Id);
+        UnmapOk(D0, MapOk(D0, g0, 0));
+        Revoke(g0);
 
         // One handle back: the next map fits again.
         UnmapOk(mapper, ops[17]);
