@@ -135,9 +135,11 @@ public sealed unsafe class GrantTable
                 ulong frameMfn = act.Mfn;
                 if (act.Pins == 0)
                 {
-                    // First pin: the frame must be RAM owned by the granter (not a foreign mapping, not empty).
-                    if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.general_error;
-                    if (_memory.OwnerOf(m) != _owner) return GntSt.bad_page;
+                    // First pin: the frame must be RAM owned by the granter. As Xen's get_paged_frame: an
+                    // empty GFN or a foreign mapping is GNTST_bad_page; a page of another owner is
+                    // GNTST_general_error (map_grant_ref's get_page failure).
+                    if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.bad_page;
+                    if (_memory.OwnerOf(m) != _owner) return GntSt.general_error;
                     frameMfn = m.Value;
                 }
                 ulong want = e | Gtf.reading | (write ? Gtf.writing : 0u);
