@@ -158,7 +158,11 @@ public sealed class XenHost : IDisposable
         if ((flags & GntMap.host_map) != 0 &&
             !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
         {
-            if (granter.GrantTable.Unpin(op.Ref, write)) granter.Sink?.OnGrantUnpinned(op.Ref);
+            if (granter.GrantTable.Unpin(op.Ref, write))
+            {
+                granter.Sink?.OnGrantUnpinned(op.Ref);
+                ReapIfZombie(granter);
+            }
             caller.MapTrack.Free(handle);
             return op.Status = GntSt.general_error;
         }
