@@ -149,7 +149,6 @@ internal sealed class GntDevDmaBuf
         {
             var g = new GuestFrame(first.Value + (ulong)i);
             map.Pages[i] = g;
-            Kernel.FrameSpan(g).Clear();                     // scrub before giving the frame back
             Kernel.Host.DecreaseReservation(Kernel.Domain, g);
         }
         map.DmaBacked = true;

@@ -20,7 +20,7 @@ namespace XenShare.Emulation.Drivers;
 internal sealed class GntDevFile : KernelFile, IVmaOwner
 {
     private readonly object _lock = new();
-    private readonly List<GrantMap> _maps = new();   // sorted by Index
+    private readonly MapIndexSpace _maps = new();
     private readonly GntDevDriver _driver;
 
     public GntDevFile(GntDevDriver driver)
@@ -80,24 +80,12 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     {
         lock (_lock)
         {
-            int index = 0, at = 0;
-            for (; at < _maps.Count; at++)
-            {
-                if (_maps[at].Index - index >= map.Count) break;
-                index = _maps[at].Index + _maps[at].Count;
-            }
-            map.Index = index;
+            _maps.Add(map);
             map.OnList = true;
-            _maps.Insert(at, map);
         }
     }
 
-    private GrantMap? FindMapIndex(int index, int count)
-    {
-        foreach (var m in _maps)
-            if (m.Index == index && (count == 0 || m.Count == count)) return m;
-        return null;
-    }
+    private GrantMap? FindMapIndex(int index, int count) => _maps.Find(index, count);
 
     /// <summary>Drops one user of a map; the last one unmaps what is mapped, sends the unmap event and
     /// frees the pages (gntdev_put_map).</summary>
@@ -225,12 +213,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         if ((op.action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0 && !Kernel.IsUserPort(op.event_channel_port)) return -Errno.EINVAL;
         lock (_lock)
         {
-            GrantMap? found = null;
-            foreach (var m in _maps)
-            {
-                ulong begin = (ulong)m.Index << 12, end = begin + ((ulong)m.Count << 12);
-                if (op.index >= begin && op.index < end) { found = m; break; }
-            }
+            var found = op.index >> 12 <= int.MaxValue ? _maps.FindContaining((long)(op.index >> 12)) : null;
             if (found is null) return -Errno.ENOENT;
             if ((op.action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && found.Readonly) return -Errno.EINVAL;
             found.NotifyAction = op.action;
@@ -341,7 +324,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         List<GrantMap> maps;
         lock (_lock)
         {
-            maps = new List<GrantMap>(_maps);
+            maps = _maps.All();
             foreach (var m in maps) m.OnList = false;
             _maps.Clear();
         }

@@ -27,6 +27,7 @@ public sealed unsafe class GuestProcess : IGuestProcess
     private readonly List<Vma> _vmas = new();
     private bool _exited;
     private int _inFlight;
+    private int _lowestFree;   // no fd below this is free (Linux's next_fd hint)
     private int _idleWaiters;
 
     internal GuestProcess(GuestKernel kernel, int pid)
@@ -78,13 +79,15 @@ public sealed unsafe class GuestProcess : IGuestProcess
         lock (_fdLock)
         {
             if (_exited) return -Errno.EBADF;
-            for (int fd = 0; fd < _fds.Length; fd++)
+            for (int fd = _lowestFree; fd < _fds.Length; fd++)
             {
                 if (_fds[fd] is not null) continue;
                 _fds[fd] = Reserved;
                 _cloexec[fd] = cloexec;
+                _lowestFree = fd + 1;
                 return fd;
             }
+            _lowestFree = _fds.Length;
             return -Errno.EMFILE;
         }
     }
@@ -104,7 +107,7 @@ public sealed unsafe class GuestProcess : IGuestProcess
     {
         lock (_fdLock)
         {
-            if (_fds[fd] == Reserved) _fds[fd] = null;
+            if (_fds[fd] == Reserved) { _fds[fd] = null; _lowestFree = Math.Min(_lowestFree, fd); }
         }
     }
 
@@ -143,6 +146,7 @@ public sealed unsafe class GuestProcess : IGuestProcess
             f = _fds[fd];
             if (f is null || f == Reserved) return -Errno.EBADF;
             _fds[fd] = null;
+            _lowestFree = Math.Min(_lowestFree, fd);
         }
         f.Put();
         return 0;

@@ -70,7 +70,7 @@ public static class AbiCatalog
 
     /// <summary>The headers covered, in catalog order.</summary>
     public static IReadOnlyList<string> Headers { get; } =
-        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader]);
+        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader]);
 
     /// <summary>Every ioctl number (the static readonly <see cref="uint"/> fields of the four ioctl classes).</summary>
     public static IReadOnlyList<AbiIoctl> Ioctls { get; }

@@ -49,7 +49,8 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     public Task<bool> WaitForReleaseAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<bool>(cancellationToken);
-        var tcs = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Continuations run on the wait thread itself (it has nothing else to do): one wake-up, not two (P5).
+        var tcs = new TaskCompletionSource<bool>();
         CancellationTokenRegistration reg = default;
         if (cancellationToken.CanBeCanceled)
             reg = cancellationToken.Register(static s => ((TaskCompletionSource<bool>)s!).TrySetCanceled(), tcs);
