@@ -97,10 +97,10 @@ public sealed unsafe class MachineMemory : IDisposable
     {
         lock (_allocLock)
         {
+            // Invariant: every word below _hint is full, so the scan starts there and never wraps.
             int words = _used.Length;
-            for (int n = 0; n < words; n++)
+            for (int w = _hint; w < words; w++)
             {
-                int w = (_hint + n) % words;
                 ulong free = ~_used[w];
                 if (free == 0) continue;
                 int bit = BitOperations.TrailingZeroCount(free);
@@ -171,6 +171,7 @@ public sealed unsafe class MachineMemory : IDisposable
             int f = (int)frame.Value;
             _used[f >> 6] &= ~(1UL << (f & 63));
             _freeCount++;
+            if ((f >> 6) < _hint) _hint = f >> 6;
         }
         return true;
     }

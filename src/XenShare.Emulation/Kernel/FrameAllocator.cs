@@ -31,10 +31,10 @@ internal sealed class FrameAllocator
         lock (_lock)
         {
             if (_free < into.Length) return false;
+            // Invariant: every word below _hint is full, so the scan starts there and never wraps.
             int n = 0;
-            for (int k = 0; k < _used.Length && n < into.Length; k++)
+            for (int w = _hint; w < _used.Length && n < into.Length; w++)
             {
-                int w = (_hint + k) % _used.Length;
                 while (n < into.Length)
                 {
                     ulong freeBits = ~_used[w];
@@ -80,6 +80,7 @@ internal sealed class FrameAllocator
             if ((_used[f >> 6] & bit) == 0) throw new InvalidOperationException($"double free of gfn {frame}");
             _used[f >> 6] &= ~bit;
             _free++;
+            if ((f >> 6) < _hint) _hint = f >> 6;
         }
     }
 }
