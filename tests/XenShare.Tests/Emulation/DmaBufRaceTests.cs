@@ -52,7 +52,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
     {
         var g = Share(2);
         int gd = Open(P0, GntDev);
-        int n = Iterations(1500);
+        int n = Iterations(4000);
         int fd = -1, zeros = 0, enoents = 0;
         await RunThreads(
         [
@@ -91,7 +91,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
     {
         var g = Share(2);
         int gd = Open(P0, GntDev);
-        int n = Iterations(800);
+        int n = Iterations(1500);
         int fd = -1;
         DmaBufObject? buf = null;
         DmaBufAttachment? att = null;
@@ -144,7 +144,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
     public async Task EW04_EI08_WaitVsImpReleaseVsFdCloseVsGntdevClose()
     {
         var g = Share(2);
-        int n = Iterations(600);
+        int n = Iterations(2000);
         int gd = -1, gdImp = Open(P0, GntDev), fd = -1;
         await RunThreads(
         [
@@ -192,7 +192,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
         var ga = Share(3);
         var gb = Share(3);
         int gdA = Open(P0, GntDev), gdB = Open(P0, GntDev);
-        int n = Iterations(1500);
+        int n = Iterations(4000);
         Func<Barrier, CancellationToken, Action> worker(int gd, Granter g, uint flags) => (_, _) => () =>
         {
             for (int i = 0; i < n; i++)
@@ -224,7 +224,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
         // see EBADF or a complete dma-buf, never anything else; every buffer is released exactly once.
         var g = Share(1);
         int gd = Open(P0, GntDev);
-        int n = Iterations(1500);
+        int n = Iterations(4000);
         int next = P0.Dup(gd);
         Assert.Equal(0, P0.Close(next));
         int closedByOther = 0;
@@ -277,7 +277,7 @@ public sealed class DmaBufRaceTests : DmaBufTest
         int gd = Open(P0, GntDev);
         var (a, _) = HeapBuffer(2);
         var (b2, _) = HeapBuffer(3);
-        int n = Iterations(1500);
+        int n = Iterations(4000);
         Func<Barrier, CancellationToken, Action> worker(int fd, int count, bool check) => (_, _) => () =>
         {
             for (int i = 0; i < n; i++)

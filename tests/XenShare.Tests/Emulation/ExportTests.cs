@@ -317,6 +317,8 @@ public sealed class ExportTests : DmaBufTest
         int ramFree = Ram.FreeCount;
         Assert.Equal(-Errno.ENOMEM, Export(P0, gd, GntDevIoctl.GNTDEV_DMA_FLAG_COHERENT, DomU.Id.Value, refs, out _));
         Assert.Equal(-Errno.ENOMEM, Export(P0, gd, GntDevIoctl.GNTDEV_DMA_FLAG_WC, DomU.Id.Value, refs, out _));
+        var bad = Enumerable.Repeat(99_999u, refs.Length).ToArray();
+        Assert.Equal(-Errno.ENOMEM, Export(P0, gd, GntDevIoctl.GNTDEV_DMA_FLAG_WC, DomU.Id.Value, bad, out _));   // allocation before mapping
         Assert.Equal(ramFree, Ram.FreeCount);
         AssertNotMapped(g);
         Assert.Equal(1, P0.OpenFdCount);
@@ -452,6 +454,30 @@ public sealed class ExportTests : DmaBufTest
         Assert.Equal(-Errno.EFAULT, dev.DmaRead(t1.Segments[0].DmaAddress, px));
         buf.Detach(a2);
         buf.Detach(a3);                                                         // never mapped: fine
+        Assert.Equal(0, dev.IommuMappedPages);
+        buf.Put();
+        Assert.Equal(0, P0.Close(fd));
+        Assert.Equal(0, P0.Close(gd));
+        g.Close();
+    }
+
+    [Theory]
+    [InlineData(DmaTranslation.Direct, 0xFFFFFUL)]          // 1 MiB mask: the pages lie above it
+    [InlineData(DmaTranslation.Iommu, 0xFFFF_FFFFUL)]       // no IOVA space below the mask
+    public void EX10_DmaMapFailureIsEnomem_AttachmentStaysUnmapped(DmaTranslation tr, ulong mask)
+    {
+        var g = Share(2);
+        int gd = Open(P0, GntDev);
+        int fd = ExportOk(gd, g);
+        var buf = GetBuf(P0, fd);
+        var dev = new DmaDevice(Dom0.Kernel, "narrow", tr, mask);
+        var att = buf.Attach(dev, out int e)!;
+        Assert.Equal(0, e);                                                   // attach accepts any device
+        Assert.Null(buf.MapAttachment(att, DmaDirection.ToDevice, out e));
+        Assert.Equal(-Errno.ENOMEM, e);
+        Assert.Null(buf.MapAttachment(att, DmaDirection.FromDevice, out e));
+        Assert.Equal(-Errno.ENOMEM, e);                                       // not EBUSY: nothing was cached
+        buf.Detach(att);
         Assert.Equal(0, dev.IommuMappedPages);
         buf.Put();
         Assert.Equal(0, P0.Close(fd));

@@ -519,6 +519,7 @@ public sealed class ImportGrantTableFullTests() : DmaBufTest(null, null, new Dom
         var (c, _) = HeapBuffer(1);
         Assert.Equal(0, Import(P0, gd, c, 1, DomU.Id.Value, out var last));         // the last one fits
         Assert.Equal(usable, k.GrantRefsInUse);
+        Assert.Equal(-Errno.EINVAL, Import(P0, gd, b, 3, DomU.Id.Value, out _));   // the size check comes before ENOSPC
         Assert.Equal(0, ImpRelease(P0, gd, a));
         Assert.Equal(0, Import(P0, gd, b, 2, DomU.Id.Value, out _));                 // freed refs are reused
         Assert.Equal(0, P0.Close(gd));
