@@ -115,75 +115,89 @@ public sealed unsafe class GrantTable
         }
     }
 
+    /// <summary>The lock guarding active entries; batch hypercalls hold it across a run of ops on this
+    /// table and call the <c>Locked</c> variants.</summary>
+    internal object SyncRoot => _lock;
+
     /// <summary>Xen side: pins an entry for <paramref name="mapper"/> (GT06 checks from "ref out of range"
-    /// on). On success sets GTF_reading (and GTF_writing for a writable pin) and returns the frame's GFN
-    /// in the granter's space through <paramref name="mfn"/> resolution by <paramref name="p2m"/>.</summary>
+    /// on). On success sets GTF_reading (and GTF_writing for a writable pin), takes a reference on the
+    /// frame and returns it.</summary>
     internal short Pin(GrantRef gref, DomainId mapper, bool write, P2M p2m, out MachineFrame mfn)
     {
+        lock (_lock) return PinLocked(gref, mapper, write, p2m, out mfn);
+    }
+
+    /// <summary><see cref="Pin"/> with <see cref="SyncRoot"/> already held.</summary>
+    internal short PinLocked(GrantRef gref, DomainId mapper, bool write, P2M p2m, out MachineFrame mfn)
+    {
         mfn = default;
-        lock (_lock)
+        if (gref.Value >= EntryCount) return GntSt.bad_gntref;
+        ref ulong slot = ref *EntryPointer(gref.Value);
+        ref ActiveEntry act = ref _active[gref.Value];
+        while (true)
         {
-            if (gref.Value >= EntryCount) return GntSt.bad_gntref;
-            ref ulong slot = ref *EntryPointer(gref.Value);
-            ref ActiveEntry act = ref _active[gref.Value];
-            while (true)
+            ulong e = Volatile.Read(ref slot);
+            ushort flags = (ushort)e;
+            if ((flags & Gtf.type_mask) != Gtf.permit_access || (ushort)(e >> 16) != mapper.Value) return GntSt.general_error;
+            if (write && (flags & Gtf.@readonly) != 0) return GntSt.general_error;
+            ulong frameMfn = act.Mfn;
+            if (act.Pins == 0)
             {
-                ulong e = Volatile.Read(ref slot);
-                ushort flags = (ushort)e;
-                if ((flags & Gtf.type_mask) != Gtf.permit_access || (ushort)(e >> 16) != mapper.Value) return GntSt.general_error;
-                if (write && (flags & Gtf.@readonly) != 0) return GntSt.general_error;
-                ulong frameMfn = act.Mfn;
-                if (act.Pins == 0)
-                {
-                    // First pin: the frame must be RAM owned by the granter. As Xen's get_paged_frame: an
-                    // empty GFN or a foreign mapping is GNTST_bad_page; a page of another owner is
-                    // GNTST_general_error (map_grant_ref's get_page failure).
-                    if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.bad_page;
-                    if (_memory.OwnerOf(m) != _owner) return GntSt.general_error;
-                    frameMfn = m.Value;
-                }
-                ulong want = e | Gtf.reading | (write ? Gtf.writing : 0u);
-                if (want != e && Interlocked.CompareExchange(ref slot, want, e) != e) continue; // guest raced us
-                act.Mfn = frameMfn;
-                act.Pins++;
-                if (write) act.WritePins++;
-                _activePins++;
-                mfn = new MachineFrame(frameMfn);
-                _memory.Get(mfn);
-                return GntSt.okay;
+                // First pin: the granted GFN must hold RAM (not empty, not a foreign mapping): else
+                // bad_page, as Xen's get_paged_frame; a page owned by someone else: general_error.
+                if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.bad_page;
+                if (_memory.OwnerOf(m) != _owner) return GntSt.general_error;
+                frameMfn = m.Value;
             }
+            ulong want = e | Gtf.reading | (write ? Gtf.writing : 0u);
+            if (want != e && Interlocked.CompareExchange(ref slot, want, e) != e) continue; // guest raced us
+            act.Mfn = frameMfn;
+            act.Pins++;
+            if (write) act.WritePins++;
+            _activePins++;
+            mfn = new MachineFrame(frameMfn);
+            _memory.Get(mfn);
+            return GntSt.okay;
         }
     }
 
     /// <summary>Xen side: drops a pin taken by <see cref="Pin"/>; clears GTF_writing / GTF_reading when
-    /// the last writer / pin goes. Returns true when the entry is now completely unpinned.</summary>
+    /// the last writer / pin goes, and drops the frame reference. Returns true when the entry is now
+    /// completely unpinned.</summary>
     internal bool Unpin(GrantRef gref, bool write)
     {
         MachineFrame mfn;
         bool last;
-        lock (_lock)
-        {
-            ref ActiveEntry act = ref _active[gref.Value];
-            if (act.Pins <= 0) throw new InvalidOperationException($"unpin of unpinned ref {gref}");
-            act.Pins--;
-            if (write) act.WritePins--;
-            _activePins--;
-            mfn = new MachineFrame(act.Mfn);
-            ushort clear = 0;
-            if (act.WritePins == 0) clear |= Gtf.writing;
-            if (act.Pins == 0) { clear |= Gtf.reading; act.Mfn = 0; }
-            ref ulong slot = ref *EntryPointer(gref.Value);
-            while (true)
-            {
-                ulong e = Volatile.Read(ref slot);
-                ulong want = e & ~(ulong)clear;
-                if (want == e || Interlocked.CompareExchange(ref slot, want, e) == e) break;
-            }
-            last = act.Pins == 0;
-        }
+        lock (_lock) last = UnpinLocked(gref, write, out mfn);
         _memory.Put(mfn);
         return last;
     }
+
+    /// <summary><see cref="Unpin"/> with <see cref="SyncRoot"/> held; the caller puts <paramref name="mfn"/>
+    /// after releasing the lock.</summary>
+    internal bool UnpinLocked(GrantRef gref, bool write, out MachineFrame mfn)
+    {
+        ref ActiveEntry act = ref _active[gref.Value];
+        if (act.Pins <= 0) throw new InvalidOperationException($"unpin of unpinned ref {gref}");
+        act.Pins--;
+        if (write) act.WritePins--;
+        _activePins--;
+        mfn = new MachineFrame(act.Mfn);
+        ushort clear = 0;
+        if (act.WritePins == 0) clear |= Gtf.writing;
+        if (act.Pins == 0) { clear |= Gtf.reading; act.Mfn = 0; }
+        ref ulong slot = ref *EntryPointer(gref.Value);
+        while (true)
+        {
+            ulong e = Volatile.Read(ref slot);
+            ulong want = e & ~(ulong)clear;
+            if (want == e || Interlocked.CompareExchange(ref slot, want, e) == e) break;
+        }
+        return act.Pins == 0;
+    }
+
+    /// <summary>Puts a frame reference dropped by <see cref="UnpinLocked"/>.</summary>
+    internal void PutFrame(MachineFrame mfn) => _memory.Put(mfn);
 
     /// <summary>Entries that are not invalid, outside the reserved refs 0..7 (leak checks).</summary>
     public int CountValidEntries()

@@ -129,12 +129,75 @@ public sealed class XenHost : IDisposable
         return (caller.GrantTable.NrFrames, caller.GrantTable.MaxFrames);
     }
 
-    /// <summary>GNTTABOP_map_grant_ref over a batch; each op gets its own status.</summary>
+    /// <summary>GNTTABOP_map_grant_ref over a batch; each op gets its own status, exactly as
+    /// <see cref="MapOne"/> would give it. Runs of ops on the same granter share one maptrack lock and
+    /// one grant-table lock (P1).</summary>
     public void MapGrantRefs(Domain caller, Span<GnttabMapGrantRef> ops)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        for (int i = 0; i < ops.Length; i++) ops[i].Status = MapOne(caller, ref ops[i]);
+        const int Chunk = 64;
+        Span<int> handles = stackalloc int[Chunk];
+        for (int start = 0; start < ops.Length;)
+        {
+            // A run: consecutive ops that pass the flag checks and name the same live granter.
+            var first = ops[start];
+            if (!MapFlagsOk(caller, first.Flags) || !TryGetDomain(first.Dom, out var granter))
+            {
+                MapOne(caller, ref ops[start]);
+                start++;
+                continue;
+            }
+            int end = start + 1;
+            while (end < ops.Length && end - start < Chunk && ops[end].Dom == first.Dom && MapFlagsOk(caller, ops[end].Flags)) end++;
+            int n = end - start;
+            int got = caller.MapTrack.AllocateMany(handles[..n]);
+            if (got < n) caller.MapTrack.FreeMany(handles[..got]);
+            if (got < n)
+            {
+                for (int i = start; i < end; i++) MapOne(caller, ref ops[i]);   // exhaustion: op by op
+                start = end;
+                continue;
+            }
+            var table = granter.GrantTable;
+            lock (table.SyncRoot)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    ref var op = ref ops[start + i];
+                    op.Status = table.PinLocked(op.Ref, caller.Id, (op.Flags & GntMap.@readonly) == 0, granter.P2M, out var mfn);
+                    op.DevBusAddr = mfn.Value << 12;
+                }
+            }
+            for (int i = 0; i < n; i++)
+            {
+                ref var op = ref ops[start + i];
+                int handle = handles[i];
+                if (op.Status != GntSt.okay) { op.Handle = -1; op.DevBusAddr = 0; caller.MapTrack.Free(handle); continue; }
+                var mfn = new MachineFrame(op.DevBusAddr >> 12);
+                if ((op.Flags & GntMap.host_map) != 0 && !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
+                {
+                    if (table.Unpin(op.Ref, (op.Flags & GntMap.@readonly) == 0))
+                    {
+                        granter.Sink?.OnGrantUnpinned(op.Ref);
+                        ReapIfZombie(granter);
+                    }
+                    caller.MapTrack.Free(handle);
+                    op.Handle = -1;
+                    op.DevBusAddr = 0;
+                    op.Status = GntSt.general_error;
+                    continue;
+                }
+                caller.MapTrack.Set(handle, granter, mfn.Value, op.HostAddr, op.Ref.Value, op.Flags);
+                op.Handle = handle;
+            }
+            start = end;
+        }
     }
+
+    private static bool MapFlagsOk(Domain caller, uint flags) =>
+        (flags & (GntMap.host_map | GntMap.device_map)) != 0 &&
+        !(caller.IsAutoTranslated &&
+          ((caller.IsX86 && (flags & GntMap.device_map) != 0) || (flags & (GntMap.application_map | GntMap.contains_pte)) != 0));
 
     /// <summary>GNTTABOP_map_grant_ref for one op (GT06 check order).</summary>
     public short MapOne(Domain caller, ref GnttabMapGrantRef op)
@@ -166,17 +229,58 @@ public sealed class XenHost : IDisposable
             caller.MapTrack.Free(handle);
             return op.Status = GntSt.general_error;
         }
-        caller.MapTrack.Set(handle, new MapTrack.Entry { Granter = granter, Mfn = mfn.Value, HostAddr = op.HostAddr, Ref = op.Ref.Value, Flags = flags });
+        caller.MapTrack.Set(handle, granter, mfn.Value, op.HostAddr, op.Ref.Value, flags);
         op.Handle = handle;
         op.DevBusAddr = mfn.Value << 12;
         return op.Status = GntSt.okay;
     }
 
-    /// <summary>GNTTABOP_unmap_grant_ref over a batch.</summary>
+    /// <summary>GNTTABOP_unmap_grant_ref over a batch: handles are taken under one maptrack lock, and runs
+    /// on the same granter are unpinned under one grant-table lock (P1). Statuses as <see cref="UnmapOne"/>.</summary>
     public void UnmapGrantRefs(Domain caller, Span<GnttabUnmapGrantRef> ops)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        for (int i = 0; i < ops.Length; i++) ops[i].Status = UnmapOne(caller, ref ops[i]);
+        const int Chunk = 64;
+        Span<MapTrack.Entry> taken;
+        Span<uint> unpinned = stackalloc uint[Chunk];
+        MapTrack.Entry[]? buffer = null;
+        for (int start = 0; start < ops.Length; start += Chunk)
+        {
+            int n = Math.Min(Chunk, ops.Length - start);
+            buffer ??= System.Buffers.ArrayPool<MapTrack.Entry>.Shared.Rent(Chunk);
+            taken = buffer.AsSpan(0, n);
+            lock (caller.MapTrack.SyncRoot)
+                for (int i = 0; i < n; i++)
+                {
+                    ref var op = ref ops[start + i];
+                    caller.MapTrack.TryTakeLocked(op.Handle, op.HostAddr, op.DevBusAddr, out taken[i], out op.Status);
+                }
+            for (int i = 0; i < n; i++)
+                if (ops[start + i].Status == GntSt.okay && (taken[i].Flags & GntMap.host_map) != 0)
+                    caller.P2M.TryRemoveForeign(new GuestFrame(taken[i].HostAddr >> 12), new MachineFrame(taken[i].Mfn));
+            for (int i = 0; i < n;)
+            {
+                if (ops[start + i].Status != GntSt.okay) { i++; continue; }
+                var granter = taken[i].Granter!;
+                int end = i + 1;
+                while (end < n && (ops[start + end].Status != GntSt.okay || taken[end].Granter == granter)) end++;
+                int nUnpinned = 0;
+                lock (granter.GrantTable.SyncRoot)
+                    for (int k = i; k < end; k++)
+                    {
+                        if (ops[start + k].Status != GntSt.okay) continue;
+                        if (granter.GrantTable.UnpinLocked(new GrantRef(taken[k].Ref), (taken[k].Flags & GntMap.@readonly) == 0, out _))
+                            unpinned[nUnpinned++] = taken[k].Ref;
+                    }
+                for (int k = i; k < end; k++)
+                    if (ops[start + k].Status == GntSt.okay) granter.GrantTable.PutFrame(new MachineFrame(taken[k].Mfn));
+                for (int k = 0; k < nUnpinned; k++) granter.Sink?.OnGrantUnpinned(new GrantRef(unpinned[k]));
+                if (nUnpinned > 0) ReapIfZombie(granter);
+                i = end;
+            }
+            taken.Clear();
+        }
+        if (buffer is not null) System.Buffers.ArrayPool<MapTrack.Entry>.Shared.Return(buffer, clearArray: true);
     }
 
     /// <summary>GNTTABOP_unmap_grant_ref for one op (GT08).</summary>

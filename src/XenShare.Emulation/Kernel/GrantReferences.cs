@@ -30,6 +30,7 @@ internal sealed class GrantReferences
     private readonly Dictionary<uint, Deferred> _deferred = new();
     private uint _nextUnused = GrantTableConstants.NrReservedEntries;
     private int _inUse;
+    private int _deferredCount;   // mirrors _deferred.Count for a lock-free fast path
 
     public GrantReferences(Domain domain) => _domain = domain;
 
@@ -98,8 +99,12 @@ internal sealed class GrantReferences
         {
             // Register first, then try: an unpin upcall racing with us finds the entry either way.
             _deferred[gref] = new Deferred { OnReclaimed = onReclaimed, Since = Stopwatch.GetTimestamp() };
+            // A full fence (Dekker with the hypervisor's unpin CAS + count read): either our end-access
+            // sees the entry unpinned, or the unpin upcall sees the deferred entry.
+            Interlocked.Exchange(ref _deferredCount, _deferred.Count);
             if (!_domain.GrantTable.TryEndAccess(new GrantRef(gref))) return false;
             _deferred.Remove(gref);
+            Volatile.Write(ref _deferredCount, _deferred.Count);
             _free.Push(gref);
             _inUse--;
         }
@@ -110,12 +115,14 @@ internal sealed class GrantReferences
     /// <summary>The hypervisor says the last pin of <paramref name="gref"/> is gone.</summary>
     public void OnUnpinned(uint gref)
     {
+        if (Volatile.Read(ref _deferredCount) == 0) return;   // the hot path: nothing deferred
         Action? done;
         lock (_lock)
         {
             if (_deferred.Count == 0 || !_deferred.TryGetValue(gref, out var d)) return;
             if (!_domain.GrantTable.TryEndAccess(new GrantRef(gref))) return;
             _deferred.Remove(gref);
+            Volatile.Write(ref _deferredCount, _deferred.Count);
             _free.Push(gref);
             _inUse--;
             done = d.OnReclaimed;
