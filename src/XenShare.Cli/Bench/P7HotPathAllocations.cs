@@ -43,16 +43,46 @@ internal sealed class P7HotPathAllocations : BenchTarget
         double ioctlCopy = BytesPerOp(options, iterations, () => GrantFixture.Check(fixture.GrantCopyIoctl(ioctlArg), "IOCTL_GNTDEV_GRANT_COPY"));
         fixture.CheckGrantCopySegments(CopySegments);
         double baseline = BytesPerOp(options, iterations, AllocateOne);
+        var (mapAttachment, exportCycle) = DmaBufPaths(options, Math.Max(50, iterations / 4));
 
-        double worst = Math.Max(mapUnmap, Math.Max(xenCopy, ioctlCopy));
+        double worst = Math.Max(Math.Max(mapUnmap, Math.Max(xenCopy, ioctlCopy)), Math.Max(mapAttachment, exportCycle));
         string what = string.Create(
             CultureInfo.InvariantCulture,
-            $"managed bytes per op, worst of: XenHost map+unmap batch of {Batch} = {mapUnmap:0.##} B; XenHost copy batch of {Batch} x 4 KiB = {xenCopy:0.##} B; gntdev GRANT_COPY ioctl, {CopySegments} segments = {ioctlCopy:0.##} B (baseline: one new object() per op)");
+            $"managed bytes per op, worst of: XenHost map+unmap batch of {Batch} = {mapUnmap:0.##} B; XenHost copy batch of {Batch} x 4 KiB = {xenCopy:0.##} B; gntdev GRANT_COPY ioctl, {CopySegments} segments = {ioctlCopy:0.##} B; map attachment (cached, per map+unmap) = {mapAttachment:0.##} B; export (1 ref) + close + wait released = {exportCycle:0.##} B (baseline: one new object() per op)");
         return BenchRow.Create(Id, what, worst, "B/op", baseline, "B/op new object()", BenchGoal.AtMostRatio(0));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void AllocateOne() => s_sink = new object();
+
+    /// <summary>The dma-buf paths: repeated map/unmap of a cached attachment, and a whole export cycle
+    /// through the ioctls (which creates the buffer's objects, so it allocates).</summary>
+    private static (double MapAttachment, double ExportCycle) DmaBufPaths(BenchOptions options, int iterations)
+    {
+        using var fx = new DmaBufFixture(1, dom0Unpopulated: 4096, maxFds: 1024);
+        var p0 = fx.StartDom0Process();
+        using var gnt = XenShare.Api.GrantDevice.Open(p0);
+        var refs = fx.Refs();
+        var domU = fx.Guests[0].Id;
+        using var buf = gnt.ExportDmaBuf(domU, refs, XenShare.Api.DmaBufBacking.WriteCombine);
+        var obj = XenShare.Emulation.Kernel.DmaBuf.DmaBufObject.Get(p0, buf.Fd, out int e) ?? throw new InvalidOperationException($"get: {e}");
+        var device = new XenShare.Emulation.Kernel.Dma.DmaDevice(fx.Host.Dom0.Kernel, "p7-importer");
+        var att = obj.Attach(device, out e) ?? throw new InvalidOperationException($"attach: {e}");
+        double mapAttachment = BytesPerOp(options, iterations, () =>
+        {
+            var t = obj.MapAttachment(att, XenShare.Emulation.Kernel.Dma.DmaDirection.ToDevice, out int err) ?? throw new InvalidOperationException($"map: {err}");
+            obj.UnmapAttachment(att, t, XenShare.Emulation.Kernel.Dma.DmaDirection.ToDevice);
+        });
+        obj.Detach(att);
+        obj.Put();
+        double exportCycle = BytesPerOp(options, iterations, () =>
+        {
+            var b = gnt.ExportDmaBuf(domU, refs);
+            b.Close();
+            if (!b.WaitForRelease(TimeSpan.FromSeconds(30))) throw new InvalidOperationException("not released");
+        });
+        return (mapAttachment, exportCycle);
+    }
 
     /// <summary>Median over repetitions of the bytes this thread allocated per call, after warm-up.</summary>
     private static double BytesPerOp(BenchOptions options, int iterations, Action op)

@@ -25,6 +25,7 @@ internal sealed class GntDevDmaBuf
     private readonly GntDevFile _file;
     private readonly Dictionary<uint, Export> _exports = new();
     private readonly Dictionary<uint, Import> _imports = new();
+    private DmaBufOps? _ops;
 
     public GntDevDmaBuf(GntDevFile file) => _file = file;
 
@@ -125,7 +126,7 @@ internal sealed class GntDevDmaBuf
         int fd = caller.ReserveFd(cloexec: true);                                               // EX08: reserve first
         if (fd < 0) { DropMap(map); return fd; }                                                // EX07: EMFILE
         var export = new Export { Map = map, Fd = (uint)fd };
-        var buffer = DmaBufObject.Export(Kernel, ExporterOps(export), (long)count * 4096, export, out int errno);
+        var buffer = DmaBufObject.Export(Kernel, ExporterOps, (long)count * 4096, export, out int errno);
         if (buffer is null) { caller.UnreserveFd(fd); DropMap(map); return errno; }
         _file.Get();                                                                            // EX12: pin the gntdev file
         lock (_lock) Push(_exports, (uint)fd, export);
@@ -166,7 +167,9 @@ internal sealed class GntDevDmaBuf
         }
     }
 
-    private DmaBufOps ExporterOps(Export export) => new()
+    /// <summary>The exporter's ops, shared by every buffer this file exports (each buffer's export record
+    /// is its ExporterData), so an export allocates no delegates (P7).</summary>
+    private DmaBufOps ExporterOps => _ops ??= new DmaBufOps
     {
         // EX10: any device may attach; the table is built at the first map and cached per attachment.
         Attach = a => { a.ExporterData = new ExportAttachment(); return 0; },
@@ -185,7 +188,7 @@ internal sealed class GntDevDmaBuf
             // direction starts at None (refused above), so a matching direction implies a table.
             if (ea.Direction == dir) return ea.Table;
             if (ea.Direction != DmaDirection.None) { errno = -Errno.EBUSY; return null; }
-            var t = a.Device.Map(export.Map.Pages);
+            var t = a.Device.Map(((Export)a.Buffer.ExporterData!).Map.Pages);
             if (t is null) { errno = -Errno.ENOMEM; return null; }
             ea.Table = t;
             ea.Direction = dir;
@@ -193,7 +196,7 @@ internal sealed class GntDevDmaBuf
         },
         // Review concern 2: unmap keeps the cached mapping; detach tears it down.
         Unmap = (_, _, _) => { },
-        Release = _ => ReleaseExport(export),
+        Release = b => ReleaseExport((Export)b.ExporterData!),
     };
 
     /// <summary>The last reference to an exported buffer is gone (EX13): unmap the grants and free the

@@ -2,29 +2,32 @@ namespace XenShare.Emulation.Drivers;
 
 /// <summary>
 /// The page-index space of one gntdev file: maps placed first fit (the lowest free range that is long
-/// enough), found by index in O(1) and by a contained offset in O(log n). Free ranges are kept merged, so
-/// with maps packed at the front a new map is placed in O(1) instead of walking every map as Linux's list
-/// does (P6). Not locked: the owning file's lock guards it.
+/// enough), found by index in O(1) and by a contained page with a binary search. Free ranges are kept
+/// merged in a sorted list, so with maps packed at the front a new map is placed in O(1) instead of
+/// walking every map as Linux's list does (P6), and nothing is allocated in steady state (P7).
+/// Not locked: the owning file's lock guards it.
 /// </summary>
 internal sealed class MapIndexSpace
 {
     private readonly Dictionary<int, GrantMap> _byIndex = new();
-    private readonly SortedSet<int> _starts = new();
-    private readonly SortedSet<(int Start, int Count)> _free = new() { (0, int.MaxValue) };
+    private readonly List<int> _starts = new();                                   // sorted map starts
+    private readonly List<(int Start, int Count)> _free = new() { (0, int.MaxValue) }; // sorted, merged
 
     public int Count => _byIndex.Count;
 
     /// <summary>Places the map at the lowest free range of its size and records its index.</summary>
     public void Add(GrantMap map)
     {
-        foreach (var gap in _free)
+        for (int i = 0; i < _free.Count; i++)
         {
+            var gap = _free[i];
             if (gap.Count < map.Count) continue;
-            _free.Remove(gap);
-            if (gap.Count > map.Count) _free.Add((gap.Start + map.Count, gap.Count - map.Count));
+            if (gap.Count == map.Count) _free.RemoveAt(i);
+            else _free[i] = (gap.Start + map.Count, gap.Count - map.Count);
             map.Index = gap.Start;
             _byIndex.Add(map.Index, map);
-            _starts.Add(map.Index);
+            int at = _starts.BinarySearch(map.Index);
+            _starts.Insert(~at, map.Index);
             return;
         }
         throw new InvalidOperationException("gntdev index space exhausted");
@@ -35,26 +38,34 @@ internal sealed class MapIndexSpace
     {
         if (!_byIndex.TryGetValue(map.Index, out var m) || m != map) return false;
         _byIndex.Remove(map.Index);
-        _starts.Remove(map.Index);
+        _starts.RemoveAt(_starts.BinarySearch(map.Index));
         int start = map.Index, count = map.Count;
-        // Merge with the free range just before and just after.
-        var before = _free.GetViewBetween((int.MinValue, int.MinValue), (start, int.MinValue));
-        if (before.Count > 0 && before.Max.Start + before.Max.Count == start)
+        int i = LowerBound(start);                       // first free range starting after us
+        if (i > 0 && _free[i - 1].Start + _free[i - 1].Count == start)
         {
-            var b = before.Max;
-            _free.Remove(b);
-            start = b.Start;
-            count += b.Count;
+            i--;
+            start = _free[i].Start;
+            count += _free[i].Count;
+            _free.RemoveAt(i);
         }
-        var after = _free.GetViewBetween((start + count, int.MinValue), (start + count, int.MaxValue));
-        if (after.Count > 0)
+        if (i < _free.Count && _free[i].Start == start + count)
         {
-            var a = after.Min;
-            _free.Remove(a);
-            count += a.Count;   // the trailing range ends exactly at int.MaxValue, so no overflow
+            count += _free[i].Count;   // the trailing range ends exactly at int.MaxValue: no overflow
+            _free.RemoveAt(i);
         }
-        _free.Add((start, count));
+        _free.Insert(i, (start, count));
         return true;
+    }
+
+    private int LowerBound(int start)
+    {
+        int lo = 0, hi = _free.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >> 1;
+            if (_free[mid].Start < start) lo = mid + 1; else hi = mid;
+        }
+        return lo;
     }
 
     /// <summary>The map at <paramref name="index"/> (and of <paramref name="count"/> pages unless 0).</summary>
@@ -68,9 +79,10 @@ internal sealed class MapIndexSpace
     public GrantMap? FindContaining(long page)
     {
         if (page < 0 || page > int.MaxValue) return null;
-        var view = _starts.GetViewBetween(int.MinValue, (int)page);
-        if (view.Count == 0) return null;
-        var m = _byIndex[view.Max];
+        int at = _starts.BinarySearch((int)page);
+        if (at < 0) at = ~at - 1;
+        if (at < 0) return null;
+        var m = _byIndex[_starts[at]];
         return page < (long)m.Index + m.Count ? m : null;
     }
 
