@@ -149,7 +149,7 @@ internal static class DemoCommand
         Row("frame", string.Create(c, $"{o.Width}x{o.Height} XRGB8888, {o.FrameBytes:N0} B ({o.PagesPerBuffer} pages), {o.Buffers} buffer(s)"));
         Row("frames", string.Create(c, $"{result.FramesCompleted}"));
         Row("flips/s", string.Create(c, $"{result.FlipsPerSecond:0.0}"), "end to end: drawing, flip, scan-out, PNG writing");
-        Row("µs per flip", string.Create(c, $"{result.MicrosecondsPerFlip:0.0}"), o.Copy ? "display path: ring + event + GRANT_COPY (PNG excluded)" : "display path: ring + event + flip (PNG excluded)");
+        Row("µs per flip (median)", string.Create(c, $"{result.MicrosecondsPerFlip:0.0}"), o.Copy ? "display path: ring + event + GRANT_COPY (PNG excluded)" : "display path: ring + event + flip (PNG excluded)");
         Row("grant ops per frame", string.Create(c, $"{result.GrantOpsPerFrame}"), string.Create(c, $"set-up: {result.SetupGrantOps} (ring map{(o.Copy ? "" : $" + {o.PagesPerBuffer} maps per buffer, once")}); {other}: {(o.Copy ? 0 : o.PagesPerBuffer)} per frame"));
         Row("CPU bytes copied (display path)", string.Create(c, $"{result.CpuBytesPerFrame:N0} B/frame ({result.CpuBytesCopied:N0} B total)"), string.Create(c, $"{other}: {result.OtherModeCpuBytesPerFrame:N0} B/frame (computed: {(o.Copy ? "0" : "width x height x 4")})"));
         if (!o.Copy)
@@ -160,7 +160,7 @@ internal static class DemoCommand
         Row("teardown", result.Clean ? "dma-bufs released, leak check clean" : "NOT clean", result.Leaks.Count == 0 ? "" : string.Create(c, $"{result.Leaks.Count} leak finding(s)"));
         if (result.PngFiles.Count > 0)
         {
-            Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {Path.GetFullPath(o.OutputDirectory)}"));
+            Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {o.OutputDirectory}"));
             Row("  first", result.PngFiles[0]);
             Row("  last", result.PngFiles[^1]);
         }

@@ -23,6 +23,7 @@ internal sealed class DemoBackend
     private readonly ContactSheet? _sheet;
     private readonly HashSet<int> _sheetFrames;
     private readonly List<string> _pngFiles = new();
+    private readonly List<double> _flipMicroseconds = new();
     private long _displayTicks;
 
     public DemoBackend(DemoOptions options, GuestProcess process, DomainId frontend, DemoXenbus xenbus)
@@ -48,6 +49,19 @@ internal sealed class DemoBackend
 
     /// <summary>Display-path time of all flips (see <see cref="DemoResult.DisplayPathTime"/>).</summary>
     public TimeSpan DisplayPathTime => Stopwatch.GetElapsedTime(0, _displayTicks);
+
+    /// <summary>Median display-path time of one flip, in microseconds (0 before the first flip).</summary>
+    public double MedianFlipMicroseconds
+    {
+        get
+        {
+            if (_flipMicroseconds.Count == 0) return 0;
+            var sorted = _flipMicroseconds.ToArray();
+            Array.Sort(sorted);
+            int mid = sorted.Length / 2;
+            return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+        }
+    }
 
     /// <summary>CPU bytes copied on the display path.</summary>
     public long CpuBytesCopied { get; private set; }
@@ -167,7 +181,9 @@ internal sealed class DemoBackend
                     ring.PushResponse(new DisplayResponse { Id = request.Id, Status = status, Frame = request.Frame });
                     ring.PublishResponses();
                     events.Notify(port);
-                    _displayTicks += (t1 - t0) + (Stopwatch.GetTimestamp() - t2);
+                    long ticks = (t1 - t0) + (Stopwatch.GetTimestamp() - t2);
+                    _displayTicks += ticks;
+                    if (status == 0) _flipMicroseconds.Add(Stopwatch.GetElapsedTime(0, ticks).TotalMicroseconds);
                     if (status == 0) Flips++;
                 }
                 if (!disconnected) DemoFrontend.WaitEvent(events, port, stop);

@@ -52,8 +52,9 @@ internal sealed record DemoResult
     /// <summary>Page flips per second over <see cref="Elapsed"/>.</summary>
     public double FlipsPerSecond => FramesCompleted == 0 || Elapsed <= TimeSpan.Zero ? 0 : FramesCompleted / Elapsed.TotalSeconds;
 
-    /// <summary>Microseconds of display path per flip.</summary>
-    public double MicrosecondsPerFlip => FramesCompleted == 0 ? 0 : DisplayPathTime.TotalMicroseconds / FramesCompleted;
+    /// <summary>Median microseconds of display path per flip (the mean is <see cref="DisplayPathTime"/> / frames; the
+    /// median keeps a first-flip JIT or a GC pause out of the figure).</summary>
+    public required double MicrosecondsPerFlip { get; init; }
 
     /// <summary>CPU bytes copied per frame on the display path.</summary>
     public double CpuBytesPerFrame => FramesCompleted == 0 ? 0 : (double)CpuBytesCopied / FramesCompleted;

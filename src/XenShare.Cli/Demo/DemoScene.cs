@@ -80,6 +80,7 @@ internal static class DemoScene
                 Cancelled = cancelled,
                 Elapsed = elapsed,
                 DisplayPathTime = backend.DisplayPathTime,
+                MicrosecondsPerFlip = backend.MedianFlipMicroseconds,
                 CpuBytesCopied = backend.CpuBytesCopied,
                 SetupGrantOps = backend.SetupGrantOps,
                 GrantOpsPerFrame = backend.Flips == 0 ? 0 : backend.FrameGrantOps / backend.Flips,
