@@ -19,6 +19,7 @@ internal static class Program
         //   root.Subcommands.Add(DemoCommand.Create());   // xenshare demo
         //   root.Subcommands.Add(BenchCommand.Create());  // xenshare bench
         //   root.Subcommands.Add(InfoCommand.Create());   // xenshare info
+        root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(AbiCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
@@ -26,5 +27,8 @@ internal static class Program
         return root;
     }
 
-    private static Task<int> Main(string[] args) => CreateRootCommand().Parse(args).InvokeAsync();
+    // Ctrl+C cancels the action's token; the demo needs a moment to tear down (stop both sides, release the
+    // dma-bufs, run the leak check) before it exits with 130.
+    private static Task<int> Main(string[] args) =>
+        CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 }

@@ -3,12 +3,13 @@ namespace XenShare.Cli.Bench;
 /// <summary>The implemented targets, in report order, and the runner.</summary>
 internal static class BenchTargets
 {
-    /// <summary>Every implemented target. Targets not listed here (P2, P3, P5, P6, P9, P10) are not
+    /// <summary>Every implemented target. Targets not listed here (P2, P5, P6, P9, P10) are not
     /// implemented yet and are not reported.</summary>
     public static IReadOnlyList<BenchTarget> All { get; } =
     [
         new P1MapUnmap(),
         new P2ExportFrame(),
+        new P3PageFlip(),
         new P4GrantCopy(),
         new P5WaitWakeup(),
         new P6ManyLiveExports(),

@@ -70,6 +70,19 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void P3_row_is_well_formed_and_reports_flatness()
+    {
+        var rows = BenchTargets.Run(BenchTargets.Select("P3", out _), BenchOptions.Quick);
+        var p3 = Assert.Single(rows);
+        AssertWellFormed(p3);
+        Assert.Equal("P3", p3.Id);
+        Assert.Equal("<= 0.01", p3.Target);
+        Assert.Equal("µs/flip", p3.Unit);
+        Assert.Contains("flatness 4K/1080p", p3.What, StringComparison.Ordinal);
+        Assert.Contains("1080p", p3.What, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Only_filters_and_keeps_report_order()
     {
         var targets = BenchTargets.Select(" p8 ,P1", out var unknown);
@@ -84,7 +97,7 @@ public sealed class BenchCommandTests
     [Fact]
     public void Only_implemented_targets_are_listed()
     {
-        Assert.Equal(["P1", "P2", "P4", "P5", "P6", "P7", "P8", "P9"], BenchTargets.All.Select(t => t.Id));
+        Assert.Equal(["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"], BenchTargets.All.Select(t => t.Id));
     }
 
     [Fact]

@@ -1,0 +1,104 @@
+using System.Globalization;
+
+namespace XenShare.Cli.Demo;
+
+/// <summary>What <c>xenshare demo</c> runs: frame size, frame count, number of framebuffers, where the PNG
+/// files go, and whether the display path is zero-copy (dma-buf scan-out) or copying (GRANT_COPY).</summary>
+internal sealed record DemoOptions
+{
+    /// <summary>Smallest width and height.</summary>
+    public const int MinDimension = 64;
+
+    /// <summary>Largest width (4K UHD).</summary>
+    public const int MaxWidth = 3840;
+
+    /// <summary>Largest height (4K UHD).</summary>
+    public const int MaxHeight = 2160;
+
+    /// <summary>Most framebuffers.</summary>
+    public const int MaxBuffers = 8;
+
+    /// <summary>Most frames.</summary>
+    public const int MaxFrames = 100_000;
+
+    /// <summary>Frame width in pixels (even, 64 to 3840).</summary>
+    public int Width { get; init; } = 1280;
+
+    /// <summary>Frame height in pixels (even, 64 to 2160).</summary>
+    public int Height { get; init; } = 720;
+
+    /// <summary>Frames to show (page flips).</summary>
+    public int Frames { get; init; } = 60;
+
+    /// <summary>Framebuffers the frontend cycles through (1 to 8).</summary>
+    public int Buffers { get; init; } = 2;
+
+    /// <summary>Output folder for frame_NNNN.png and contact_sheet.png.</summary>
+    public string OutputDirectory { get; init; } = Path.Combine("out", "demo");
+
+    /// <summary>Run the copying path (GRANT_COPY into a dom0 buffer) instead of zero-copy scan-out.</summary>
+    public bool Copy { get; init; }
+
+    /// <summary>Write the PNG of every N-th frame (the last frame is always written).</summary>
+    public int PngEvery { get; init; } = 1;
+
+    /// <summary>Tiles of the contact sheet (at most; fewer when there are fewer frames).</summary>
+    public int ContactSheetFrames { get; init; } = 12;
+
+    /// <summary>Bytes between rows of a framebuffer.</summary>
+    public int Stride => Width * 4;
+
+    /// <summary>Bytes of one frame.</summary>
+    public long FrameBytes => (long)Stride * Height;
+
+    /// <summary>Pages of one framebuffer.</summary>
+    public int PagesPerBuffer => (int)((FrameBytes + 4095) / 4096);
+
+    /// <summary>The problems with these options, one sentence each; empty when they are valid. Does not touch the
+    /// disk (see <see cref="CheckOutputDirectory"/>).</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        var c = CultureInfo.InvariantCulture;
+        if (Width < MinDimension || Width > MaxWidth || Width % 2 != 0)
+            problems.Add(string.Create(c, $"--width must be an even number from {MinDimension} to {MaxWidth}, got {Width}"));
+        if (Height < MinDimension || Height > MaxHeight || Height % 2 != 0)
+            problems.Add(string.Create(c, $"--height must be an even number from {MinDimension} to {MaxHeight}, got {Height}"));
+        if (Frames < 1 || Frames > MaxFrames)
+            problems.Add(string.Create(c, $"--frames must be from 1 to {MaxFrames}, got {Frames}"));
+        if (Buffers < 1 || Buffers > MaxBuffers)
+            problems.Add(string.Create(c, $"--buffers must be from 1 to {MaxBuffers}, got {Buffers}"));
+        if (PngEvery < 1)
+            problems.Add(string.Create(c, $"--png-every must be at least 1, got {PngEvery}"));
+        if (string.IsNullOrWhiteSpace(OutputDirectory))
+            problems.Add("--out must name a folder");
+        return problems;
+    }
+
+    /// <summary>Creates the output folder and checks that a file can be written in it; returns the problem, or
+    /// null when it is writable.</summary>
+    public string? CheckOutputDirectory()
+    {
+        try
+        {
+            Directory.CreateDirectory(OutputDirectory);
+            string probe = Path.Combine(OutputDirectory, ".xenshare-write-test-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            File.WriteAllBytes(probe, [1]);
+            File.Delete(probe);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return $"--out '{OutputDirectory}' is not a writable folder: {e.Message}";
+        }
+    }
+
+    /// <summary>Whether frame <paramref name="frame"/> gets a PNG file.</summary>
+    public bool WritesPng(int frame) => frame % PngEvery == 0 || frame == Frames - 1;
+
+    /// <summary>The PNG path of a frame.</summary>
+    public string FramePath(int frame) => Path.Combine(OutputDirectory, "frame_" + frame.ToString("D4", CultureInfo.InvariantCulture) + ".png");
+
+    /// <summary>The contact sheet's path.</summary>
+    public string ContactSheetPath => Path.Combine(OutputDirectory, "contact_sheet.png");
+}

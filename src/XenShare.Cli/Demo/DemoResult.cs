@@ -1,0 +1,68 @@
+namespace XenShare.Cli.Demo;
+
+/// <summary>What a run of <see cref="DemoScene"/> did and measured.</summary>
+internal sealed record DemoResult
+{
+    /// <summary>The options of the run.</summary>
+    public required DemoOptions Options { get; init; }
+
+    /// <summary>Page flips completed (requested, scanned out, answered).</summary>
+    public required int FramesCompleted { get; init; }
+
+    /// <summary>True when the run was cancelled before every frame was shown.</summary>
+    public required bool Cancelled { get; init; }
+
+    /// <summary>Wall time from the first request to the last completion (drawing and PNG writing included).</summary>
+    public required TimeSpan Elapsed { get; init; }
+
+    /// <summary>Backend time spent on the display path of all flips: taking the request, the page flip (zero copy)
+    /// or the grant copy (copy mode), answering and notifying; scan-out into PNG files excluded.</summary>
+    public required TimeSpan DisplayPathTime { get; init; }
+
+    /// <summary>Bytes the CPU copied on the display path: the GRANT_COPY bytes in copy mode; in zero-copy mode
+    /// the scan-out engine's line-buffer bytes (0 when every frame was read in place).</summary>
+    public required long CpuBytesCopied { get; init; }
+
+    /// <summary>Grant operations at set-up (ring map, plus every framebuffer page mapped once for export).</summary>
+    public required long SetupGrantOps { get; init; }
+
+    /// <summary>Grant operations per frame in steady state (0 zero-copy; one GNTTABOP_copy segment per page in
+    /// copy mode).</summary>
+    public required long GrantOpsPerFrame { get; init; }
+
+    /// <summary>DMA segments of each framebuffer as mapped for the scan-out engine (zero-copy mode); empty in copy
+    /// mode.</summary>
+    public required IReadOnlyList<int> ScanoutSegments { get; init; }
+
+    /// <summary>Frames the scan-out engine read in place (zero-copy mode).</summary>
+    public required long ZeroCopyFrames { get; init; }
+
+    /// <summary>PNG files written, in frame order.</summary>
+    public required IReadOnlyList<string> PngFiles { get; init; }
+
+    /// <summary>The contact sheet, or null (cancelled, or nothing to show).</summary>
+    public required string? ContactSheet { get; init; }
+
+    /// <summary>Whether every exported dma-buf was released within the wait (true in copy mode).</summary>
+    public required bool Released { get; init; }
+
+    /// <summary>The host's leak findings after the teardown; empty when clean.</summary>
+    public required IReadOnlyList<string> Leaks { get; init; }
+
+    /// <summary>Page flips per second over <see cref="Elapsed"/>.</summary>
+    public double FlipsPerSecond => FramesCompleted == 0 || Elapsed <= TimeSpan.Zero ? 0 : FramesCompleted / Elapsed.TotalSeconds;
+
+    /// <summary>Median microseconds of display path per flip (the mean is <see cref="DisplayPathTime"/> / frames; the
+    /// median keeps a first-flip JIT or a GC pause out of the figure).</summary>
+    public required double MicrosecondsPerFlip { get; init; }
+
+    /// <summary>CPU bytes copied per frame on the display path.</summary>
+    public double CpuBytesPerFrame => FramesCompleted == 0 ? 0 : (double)CpuBytesCopied / FramesCompleted;
+
+    /// <summary>CPU bytes per frame the other mode copies, from the frame geometry: 0 for zero-copy, one frame for
+    /// copy mode.</summary>
+    public long OtherModeCpuBytesPerFrame => Options.Copy ? 0 : Options.FrameBytes;
+
+    /// <summary>True when the run finished, every buffer was released and the leak check is clean.</summary>
+    public bool Clean => Released && Leaks.Count == 0;
+}

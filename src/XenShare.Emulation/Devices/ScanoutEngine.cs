@@ -1,0 +1,254 @@
+using System.Buffers;
+using XenShare.Abi;
+using XenShare.Api;
+using XenShare.Emulation.Kernel;
+using XenShare.Emulation.Kernel.Dma;
+using XenShare.Emulation.Kernel.DmaBuf;
+
+namespace XenShare.Emulation.Devices;
+
+/// <summary>
+/// An emulated display controller of a guest kernel: a DMA device without an IOMMU
+/// (<see cref="DmaTranslation.Direct"/>) that imports dma-bufs as framebuffers and scans the front buffer
+/// out by reading through the sg table's DMA address. Like most simple display engines it can only fetch
+/// from one contiguous range, so it accepts only buffers that map to a single segment (a buffer exported
+/// with GNTDEV_DMA_FLAG_WC or _COHERENT) and refuses scattered ones with EINVAL.
+/// </summary>
+/// <remarks>
+/// <para>Zero copy: a frame is read in place, through a span over the machine memory behind the segment
+/// (<see cref="DmaDevice.TryDirectSpan"/>), and each row is handed to the caller's sink as a view of the
+/// framebuffer. Only when the machine frames behind the segment are not contiguous (possible on the
+/// emulator, where a guest-physical range can be backed by scattered machine frames) does the engine
+/// fetch each row into its line buffer with <see cref="DmaDevice.DmaRead"/>; those bytes are counted in
+/// <see cref="CpuBytesCopied"/>, which stays 0 on the zero-copy path.</para>
+/// <para>Lock: <c>_lock</c> guards the framebuffer list, the front buffer and the counters, and is held
+/// while a frame is scanned out (so a framebuffer cannot be released under the reader). It is taken after
+/// any driver or dma-buf lock is released: dma-buf calls made under it only take the dma-buf's own leaf
+/// lock.</para>
+/// </remarks>
+public sealed class ScanoutEngine : IDisposable
+{
+    private readonly object _lock = new();
+    private readonly List<ScanoutFramebuffer> _framebuffers = new();
+    private ScanoutFramebuffer? _front;
+    private int _nextId;
+    private long _flips;
+    private long _framesScannedOut;
+    private long _zeroCopyFrames;
+    private long _bytesScannedOut;
+    private long _cpuBytesCopied;
+    private bool _disposed;
+
+    /// <summary>Creates the engine as a device of <paramref name="kernel"/>.</summary>
+    /// <param name="kernel">The kernel the display controller belongs to (usually dom0's).</param>
+    /// <param name="name">Device name.</param>
+    /// <param name="dmaMask">The highest bus address the engine can reach.</param>
+    public ScanoutEngine(GuestKernel kernel, string name = "scanout0", ulong dmaMask = ulong.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        Device = new DmaDevice(kernel, name, DmaTranslation.Direct, dmaMask);
+    }
+
+    /// <summary>The engine's DMA device.</summary>
+    public DmaDevice Device { get; }
+
+    /// <summary>Framebuffers currently attached.</summary>
+    public int FramebufferCount { get { lock (_lock) return _framebuffers.Count; } }
+
+    /// <summary>The buffer scanned out by <see cref="ScanOut"/>, or null before the first flip.</summary>
+    public ScanoutFramebuffer? Front { get { lock (_lock) return _front; } }
+
+    /// <summary>Page flips latched so far.</summary>
+    public long Flips { get { lock (_lock) return _flips; } }
+
+    /// <summary>Frames scanned out so far.</summary>
+    public long FramesScannedOut { get { lock (_lock) return _framesScannedOut; } }
+
+    /// <summary>Frames scanned out in place, without any copy.</summary>
+    public long ZeroCopyFrames { get { lock (_lock) return _zeroCopyFrames; } }
+
+    /// <summary>Bytes delivered to sinks so far.</summary>
+    public long BytesScannedOut { get { lock (_lock) return _bytesScannedOut; } }
+
+    /// <summary>Bytes copied into the engine's line buffer (the fallback for frames that are not
+    /// machine-contiguous); 0 when every frame was read in place.</summary>
+    public long CpuBytesCopied { get { lock (_lock) return _cpuBytesCopied; } }
+
+    /// <summary>
+    /// Imports the dma-buf at <paramref name="dmaBufFd"/> of <paramref name="process"/> as a framebuffer:
+    /// takes a reference (dma_buf_get), attaches the engine, maps the attachment DMA_TO_DEVICE and checks
+    /// that the table is one segment large enough for the frame.
+    /// </summary>
+    /// <returns>0, or -EBADF (not open), -EINVAL (not a dma-buf, not one contiguous segment, too small, bad
+    /// geometry), -ENOMEM or the exporter's error; <paramref name="reason"/> says why in words.</returns>
+    public int TryAttach(GuestProcess process, int dmaBufFd, int width, int height, int stride, out ScanoutFramebuffer? framebuffer, out string? reason)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        framebuffer = null;
+        reason = null;
+        if (width <= 0 || height <= 0 || stride < width * 4L)
+        {
+            reason = $"bad framebuffer geometry {width}x{height}, stride {stride}";
+            return -Errno.EINVAL;
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+        }
+
+        var buffer = DmaBufObject.Get(process, dmaBufFd, out int errno);
+        if (buffer is null)
+        {
+            reason = errno == -Errno.EBADF ? $"fd {dmaBufFd} is not open" : $"fd {dmaBufFd} is not a dma-buf";
+            return errno;
+        }
+
+        var attachment = buffer.Attach(Device, out errno);
+        if (attachment is null)
+        {
+            buffer.Put();
+            reason = "the exporter refused the attachment";
+            return errno;
+        }
+
+        var table = buffer.MapAttachment(attachment, DmaDirection.ToDevice, out errno);
+        if (table is null)
+        {
+            buffer.Detach(attachment);
+            buffer.Put();
+            reason = "the exporter could not map the buffer for the engine";
+            return errno;
+        }
+
+        long frameBytes = ((long)stride * (height - 1)) + (width * 4L);
+        if (table.Segments.Count != 1 || table.Segments[0].Length < frameBytes)
+        {
+            reason = table.Segments.Count != 1
+                ? $"the dma-buf maps to {table.Segments.Count} DMA segments; the scan-out engine needs one contiguous segment (export it with GNTDEV_DMA_FLAG_WC or GNTDEV_DMA_FLAG_COHERENT)"
+                : $"the dma-buf holds {table.Segments[0].Length} bytes; a {width}x{height} frame with stride {stride} needs {frameBytes}";
+            buffer.UnmapAttachment(attachment, table, DmaDirection.ToDevice);
+            buffer.Detach(attachment);
+            buffer.Put();
+            return -Errno.EINVAL;
+        }
+
+        lock (_lock)
+        {
+            var fb = new ScanoutFramebuffer(this, _nextId++, buffer, attachment, table, width, height, stride);
+            if (_disposed)
+            {
+                fb.TearDown();
+                throw new ObjectDisposedException(nameof(ScanoutEngine));
+            }
+            _framebuffers.Add(fb);
+            framebuffer = fb;
+        }
+        return 0;
+    }
+
+    /// <summary>Like <see cref="TryAttach"/>, throwing <see cref="XenShareException"/> (with the errno and
+    /// the reason in the message) on failure.</summary>
+    public ScanoutFramebuffer Attach(GuestProcess process, int dmaBufFd, int width, int height, int stride)
+    {
+        int rc = TryAttach(process, dmaBufFd, width, height, stride, out var framebuffer, out string? reason);
+        if (rc < 0) throw new XenShareException(-rc, "scan-out attach: " + reason);
+        return framebuffer!;
+    }
+
+    /// <summary>Page flip: latches <paramref name="framebuffer"/> as the front buffer. Bookkeeping only; no
+    /// memory is touched until <see cref="ScanOut"/>.</summary>
+    public void Flip(ScanoutFramebuffer framebuffer)
+    {
+        ArgumentNullException.ThrowIfNull(framebuffer);
+        if (framebuffer.Engine != this) throw new ArgumentException("the framebuffer belongs to another engine", nameof(framebuffer));
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(framebuffer.IsDisposed, framebuffer);
+            _front = framebuffer;
+            _flips++;
+        }
+    }
+
+    /// <summary>
+    /// Scans the front buffer out: every row, top to bottom, goes to <paramref name="sink"/>, read through
+    /// the segment's DMA address. Returns true when the frame was read in place (zero copy), false when
+    /// the rows went through the line buffer. The engine's lock is held during the call.
+    /// </summary>
+    public bool ScanOut(ScanoutRowSink sink)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
+        lock (_lock)
+        {
+            var fb = _front ?? throw new InvalidOperationException("nothing to scan out: no page flip yet");
+            if (fb.IsDisposed) throw new ObjectDisposedException(nameof(ScanoutFramebuffer), "the front buffer was released");
+            int rowBytes = fb.Width * 4;
+            ReadOnlySpan<byte> frame = Device.TryDirectSpan(fb.DmaAddress, checked((int)fb.FrameBytes));
+            bool direct = !frame.IsEmpty;
+            if (direct)
+            {
+                for (int y = 0; y < fb.Height; y++) sink(y, frame.Slice(y * fb.Stride, rowBytes));
+                _zeroCopyFrames++;
+            }
+            else
+            {
+                byte[] line = ArrayPool<byte>.Shared.Rent(rowBytes);
+                try
+                {
+                    for (int y = 0; y < fb.Height; y++)
+                    {
+                        var row = line.AsSpan(0, rowBytes);
+                        int rc = Device.DmaRead(fb.DmaAddress + (ulong)((long)y * fb.Stride), row);
+                        if (rc < 0) throw new XenShareException(-rc, "scan-out DMA read");
+                        _cpuBytesCopied += rowBytes;
+                        sink(y, row);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(line);
+                }
+            }
+            _framesScannedOut++;
+            _bytesScannedOut += (long)rowBytes * fb.Height;
+            return direct;
+        }
+    }
+
+    /// <summary>Reads one row of <paramref name="framebuffer"/> into <paramref name="destination"/> through
+    /// its DMA address (for thumbnails and checks; not part of scan-out and not counted in
+    /// <see cref="CpuBytesCopied"/>).</summary>
+    public void ReadRow(ScanoutFramebuffer framebuffer, int y, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(framebuffer);
+        ArgumentOutOfRangeException.ThrowIfNegative(y);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(y, framebuffer.Height);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(framebuffer.IsDisposed, framebuffer);
+            int rc = Device.DmaRead(framebuffer.DmaAddress + (ulong)((long)y * framebuffer.Stride), destination[..Math.Min(destination.Length, framebuffer.Width * 4)]);
+            if (rc < 0) throw new XenShareException(-rc, "scan-out DMA read");
+        }
+    }
+
+    internal void Release(ScanoutFramebuffer framebuffer)
+    {
+        lock (_lock)
+        {
+            if (!framebuffer.TearDown()) return;
+            _framebuffers.Remove(framebuffer);
+            if (_front == framebuffer) _front = null;
+        }
+    }
+
+    /// <summary>Releases every framebuffer (detach, drop the dma-buf references).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            foreach (var fb in _framebuffers) fb.TearDown();
+            _framebuffers.Clear();
+            _front = null;
+        }
+    }
+}

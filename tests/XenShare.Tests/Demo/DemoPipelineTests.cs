@@ -1,0 +1,190 @@
+using System.CommandLine;
+using XenShare.Cli.Commands;
+using XenShare.Cli.Demo;
+
+namespace XenShare.Tests.Demo;
+
+/// <summary>The demo scene in-process at a small size: frames on disk with the right pixels, zero CPU copies on
+/// the zero-copy path, a clean teardown, bad options and cancellation. Never asserts speed.</summary>
+public sealed class DemoPipelineTests : IDisposable
+{
+    private const int Width = 128;
+    private const int Height = 96;
+    private static readonly TimeSpan Generous = TimeSpan.FromMinutes(2);
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("xenshare-demo-test-");
+
+    public void Dispose()
+    {
+        try
+        {
+            _dir.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private DemoOptions Options(bool copy = false, int frames = 6, int buffers = 2) => new()
+    {
+        Width = Width,
+        Height = Height,
+        Frames = frames,
+        Buffers = buffers,
+        Copy = copy,
+        OutputDirectory = Path.Combine(_dir.FullName, copy ? "copy" : "zero"),
+    };
+
+    private static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
+    {
+        var task = Task.Run(() => DemoScene.Run(options, frameDone, cancellationToken), CancellationToken.None);
+        Assert.True(task.Wait(Generous, CancellationToken.None), "the demo did not finish");
+        return task.Result;
+    }
+
+    private static void AssertFramePixels(DemoOptions o, int frame)
+    {
+        string path = o.FramePath(frame);
+        Assert.True(File.Exists(path), path);
+        var image = PngDecoder.DecodeFile(path);
+        Assert.Equal(o.Width, image.Width);
+        Assert.Equal(o.Height, image.Height);
+        int buffer = frame % o.Buffers;
+        for (int y = 0; y < o.Height; y += 7)
+        {
+            for (int x = 0; x < o.Width; x += 5)
+            {
+                uint expected = TestPattern.ExpectedPixel(x, y, o.Width, o.Height, frame, buffer);
+                Assert.True(expected == image.GetRgb(x, y), $"frame {frame} pixel ({x},{y}): expected {expected:X6}, got {image.GetRgb(x, y):X6}");
+            }
+        }
+    }
+
+    [Fact]
+    public void ZeroCopyRunWritesCorrectFramesWithoutCpuCopiesAndTearsDownClean()
+    {
+        var o = Options();
+        var completed = new List<int>();
+        var result = Run(o, n => { lock (completed) completed.Add(n); });
+
+        Assert.False(result.Cancelled);
+        Assert.Equal(o.Frames, result.FramesCompleted);
+        Assert.Equal(o.Frames, completed.Count);
+        Assert.Equal(o.Frames, result.PngFiles.Count);
+        foreach (int frame in new[] { 0, 1, 3, o.Frames - 1 }) AssertFramePixels(o, frame);
+
+        Assert.Equal(0, result.CpuBytesCopied);
+        Assert.Equal(o.Frames, result.ZeroCopyFrames);
+        Assert.Equal(0, result.GrantOpsPerFrame);
+        Assert.Equal(1 + (o.Buffers * o.PagesPerBuffer), result.SetupGrantOps);
+        Assert.Equal(o.Buffers, result.ScanoutSegments.Count);
+        Assert.All(result.ScanoutSegments, s => Assert.Equal(1, s));
+
+        Assert.True(result.Released);
+        Assert.Empty(result.Leaks);
+        Assert.NotNull(result.ContactSheet);
+        Assert.True(File.Exists(result.ContactSheet));
+        Assert.True(PngDecoder.DecodeFile(result.ContactSheet).Width > 0);
+    }
+
+    [Fact]
+    public void CopyModeCopiesEveryFrameWithGrantCopyAndShowsTheSamePictures()
+    {
+        var o = Options(copy: true, frames: 4, buffers: 3);
+        var result = Run(o);
+
+        Assert.Equal(o.Frames, result.FramesCompleted);
+        foreach (int frame in new[] { 0, 2, 3 }) AssertFramePixels(o, frame);
+        Assert.True(result.CpuBytesCopied > 0);
+        Assert.Equal(o.Frames * o.FrameBytes, result.CpuBytesCopied);
+        Assert.Equal(o.PagesPerBuffer, result.GrantOpsPerFrame);
+        Assert.Empty(result.ScanoutSegments);
+        Assert.True(result.Released);
+        Assert.Empty(result.Leaks);
+    }
+
+    [Fact]
+    public void PngEveryWritesEveryNthAndTheLastFrame()
+    {
+        var o = Options(frames: 7) with { PngEvery = 3 };
+        var result = Run(o);
+        Assert.Equal([o.FramePath(0), o.FramePath(3), o.FramePath(6)], result.PngFiles);
+        Assert.False(File.Exists(o.FramePath(1)));
+        Assert.Empty(result.Leaks);
+    }
+
+    [Fact]
+    public void CancellationMidRunTearsDownCleanly()
+    {
+        var o = Options(frames: 100_000);
+        using var cts = new CancellationTokenSource();
+        var result = Run(o, n => { if (n == 3) cts.Cancel(); }, cts.Token);
+
+        Assert.True(result.Cancelled);
+        Assert.InRange(result.FramesCompleted, 3, o.Frames - 1);
+        Assert.True(result.Released);
+        Assert.Empty(result.Leaks);
+        Assert.Null(result.ContactSheet);
+    }
+
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int exitCode = XenShare.Cli.Program.CreateRootCommand()
+            .Parse(args)
+            .Invoke(new InvocationConfiguration { Output = output, Error = error });
+        return (exitCode, output.ToString(), error.ToString());
+    }
+
+    [Theory]
+    [InlineData("--width", "10", "--width")]
+    [InlineData("--width", "129", "--width")]
+    [InlineData("--height", "5000", "--height")]
+    [InlineData("--frames", "0", "--frames")]
+    [InlineData("--buffers", "0", "--buffers")]
+    [InlineData("--buffers", "9", "--buffers")]
+    [InlineData("--png-every", "0", "--png-every")]
+    public void BadOptionsGiveAMessageAndANonZeroExit(string option, string value, string mentioned)
+    {
+        var (exitCode, _, error) = Invoke("demo", "--width", "128", "--height", "96", "--frames", "2", "--out", Path.Combine(_dir.FullName, "bad"), option, value);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains(mentioned, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnwritableOutputFolderGivesAMessageAndANonZeroExit()
+    {
+        string file = Path.Combine(_dir.FullName, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var (exitCode, _, error) = Invoke("demo", "--width", "128", "--height", "96", "--frames", "2", "--out", Path.Combine(file, "sub"));
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("--out", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CommandRunsAndPrintsTheSummaryTable()
+    {
+        string folder = Path.Combine(_dir.FullName, "cmd");
+        var (exitCode, output, error) = Invoke("demo", "--width", "128", "--height", "96", "--frames", "3", "--out", folder);
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("flips/s", output, StringComparison.Ordinal);
+        Assert.Contains("CPU bytes copied", output, StringComparison.Ordinal);
+        Assert.Contains("leak check clean", output, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(folder, "frame_0002.png")));
+        Assert.True(File.Exists(Path.Combine(folder, "contact_sheet.png")));
+    }
+
+    [Fact]
+    public async Task CancelledCommandExitsWith130AfterACleanTeardown()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        using var cts = new CancellationTokenSource();
+        await cts.CancelAsync();
+        var options = Options(frames: 1000);
+        int exitCode = await DemoCommand.RunAsync(options, output, error, cts.Token).WaitAsync(Generous);
+        Assert.Equal(DemoCommand.CancelledExitCode, exitCode);
+        Assert.Contains("clean", output.ToString(), StringComparison.Ordinal);
+        Assert.Equal("", error.ToString());
+    }
+}
