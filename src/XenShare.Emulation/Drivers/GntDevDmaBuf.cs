@@ -55,6 +55,8 @@ internal sealed class GntDevDmaBuf
         public required GrantMap Map;
         public required uint Fd;
         public readonly ManualResetEventSlim Released = new(false);
+        /// <summary>Completed at release for asynchronous waiters; created by the first one (under the lock).</summary>
+        public TaskCompletionSource? ReleasedAsync;
         public Export? Older { get; set; }
     }
 
@@ -204,8 +206,14 @@ internal sealed class GntDevDmaBuf
     private void ReleaseExport(Export export)
     {
         DropMap(export.Map);
-        lock (_lock) Unlink(_exports, export.Fd, export);
+        TaskCompletionSource? asyncWaiters;
+        lock (_lock)
+        {
+            Unlink(_exports, export.Fd, export);
+            asyncWaiters = export.ReleasedAsync;
+        }
         export.Released.Set();
+        asyncWaiters?.TrySetResult();
         _file.Put();
     }
 
@@ -220,6 +228,37 @@ internal sealed class GntDevDmaBuf
         // EW06: not interruptible.
         int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
         return export.Released.Wait(ms) ? 0 : -Errno.ETIMEDOUT;                                  // EW03
+    }
+
+    /// <summary>The asynchronous form of <see cref="WaitReleased"/>: same lookup and results, no thread
+    /// blocked. A waiter that finds the export registers under the lock that release takes to unlink it,
+    /// so a release either sees the waiter or happened before the lookup (then ENOENT): no lost wake-up.</summary>
+    public Task<int> WaitReleasedAsync(ReadOnlySpan<byte> arg, CancellationToken cancellationToken)
+    {
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) return Task.FromResult(-Errno.EFAULT);
+        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
+        TaskCompletionSource tcs;
+        lock (_lock)
+        {
+            if (!_exports.TryGetValue(op.fd, out var export)) return Task.FromResult(-Errno.ENOENT);
+            tcs = export.ReleasedAsync ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        if (tcs.Task.IsCompleted) return Task.FromResult(0);
+        if (op.wait_to_ms == 0) return Task.FromResult(-Errno.ETIMEDOUT);
+        return Wait(tcs.Task, op.wait_to_ms, cancellationToken);
+
+        static async Task<int> Wait(Task released, uint ms, CancellationToken ct)
+        {
+            try
+            {
+                await released.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(ms, int.MaxValue)), ct).ConfigureAwait(false);
+                return 0;
+            }
+            catch (TimeoutException)
+            {
+                return -Errno.ETIMEDOUT;
+            }
+        }
     }
 
     // ------------------------------------------------------------------ import

@@ -61,6 +61,13 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         return -Errno.ENOTTY;
     }
 
+    public override Task<int>? IoctlAsync(GuestProcess caller, uint request, ReadOnlyMemory<byte> arg, CancellationToken cancellationToken)
+    {
+        if (Kernel.Options.GntDevDmaBuf && request == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED)
+            return DmaBuf.WaitReleasedAsync(arg.Span, cancellationToken);
+        return null;
+    }
+
     // ------------------------------------------------------------------ map list
 
     /// <summary>Checks a page count against the per-call limit (gntdev_test_page_count).</summary>

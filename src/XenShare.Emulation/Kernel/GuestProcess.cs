@@ -15,7 +15,7 @@ namespace XenShare.Emulation.Kernel;
 /// (reserve/install an fd, copy from user memory). Deviation: munmap must cover whole mappings; a
 /// partial munmap of a mapping returns EINVAL instead of splitting it (docs/design.md).
 /// </remarks>
-public sealed unsafe class GuestProcess : IGuestProcess
+public sealed unsafe class GuestProcess : IAsyncGuestProcess
 {
     private const int PageSize = 4096;
     private static readonly KernelFile Reserved = new ReservedMarker();
@@ -175,6 +175,27 @@ public sealed unsafe class GuestProcess : IGuestProcess
             f.Put();
             LeaveSyscall();
         }
+    }
+
+    /// <inheritdoc/>
+    public Task<int>? IoctlAsync(int fd, uint request, ReadOnlyMemory<byte> arg, CancellationToken cancellationToken)
+    {
+        var f = GetFile(fd);
+        if (f is null) return Task.FromResult(-Errno.EBADF);
+        Task<int>? inner;
+        try { inner = f.IoctlAsync(this, request, arg, cancellationToken); }
+        catch
+        {
+            f.Put();
+            throw;
+        }
+        if (inner is null) { f.Put(); return null; }
+        Interlocked.Increment(ref _inFlight);
+        return AsyncSyscall.Complete(inner, () =>
+        {
+            f.Put();
+            LeaveSyscall();
+        });
     }
 
     private void LeaveSyscall()

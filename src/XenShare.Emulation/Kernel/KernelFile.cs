@@ -43,6 +43,9 @@ internal abstract class KernelFile
 
     public virtual int Ioctl(GuestProcess caller, uint request, Span<byte> arg) => -Errno.ENOTTY;
 
+    /// <summary>The asynchronous form of a blocking ioctl, or null when the request has none.</summary>
+    public virtual Task<int>? IoctlAsync(GuestProcess caller, uint request, ReadOnlyMemory<byte> arg, CancellationToken cancellationToken) => null;
+
     public virtual int Mmap(GuestProcess caller, Vma vma) => -Errno.ENODEV;
 
     public virtual long Read(GuestProcess caller, Span<byte> buffer) => -Errno.EINVAL;

@@ -45,17 +45,40 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Waits asynchronously for the release. Cancellation ends the caller's wait at once and
-    /// never touches the buffer (EW06). Returns true when released, false on timeout.</summary>
+    /// never touches the buffer (EW06). Returns true when released, false on timeout. On a process with
+    /// <see cref="IAsyncGuestProcess"/> (the emulator) no thread is blocked; otherwise the uninterruptible
+    /// ioctl runs on a thread of its own.</summary>
     public Task<bool> WaitForReleaseAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<bool>(cancellationToken);
-        // Continuations run on the wait thread itself (it has nothing else to do): one wake-up, not two (P5).
+        uint ms = ToMs(timeout);
+        if (_device.Process is IAsyncGuestProcess async)
+        {
+            var arg = new byte[8];
+            System.Runtime.InteropServices.MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
+            var started = async.IoctlAsync(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
+            if (started is not null) return Map(started);
+        }
+        return WaitOnThread(timeout, cancellationToken);
+
+        static async Task<bool> Map(Task<int> ioctl)
+        {
+            int rc = await ioctl.ConfigureAwait(false);
+            if (rc == 0 || rc == -Errno.ENOENT) return true;
+            if (rc == -Errno.ETIMEDOUT) return false;
+            throw new XenShareException(-rc, "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED");
+        }
+    }
+
+    private Task<bool> WaitOnThread(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        // Continuations run on the wait thread itself (it has nothing else to do): one wake-up, not two.
         var tcs = new TaskCompletionSource<bool>();
         CancellationTokenRegistration reg = default;
         if (cancellationToken.CanBeCanceled)
             reg = cancellationToken.Register(static s => ((TaskCompletionSource<bool>)s!).TrySetCanceled(), tcs);
-        // The ioctl blocks uninterruptibly, as in Linux; it runs on its own thread and completes the task
-        // unless the caller has already stopped waiting.
+        // The ioctl blocks uninterruptibly, as in Linux; it completes the task unless the caller has
+        // already stopped waiting.
         var thread = new Thread(() =>
         {
             try { tcs.TrySetResult(WaitForRelease(timeout)); }
