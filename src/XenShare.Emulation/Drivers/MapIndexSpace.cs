@@ -1,8 +1,8 @@
 namespace XenShare.Emulation.Drivers;
 
 /// <summary>
-/// The page-index space of one gntdev file: maps placed first fit (the lowest free range that is long
-/// enough), found by index in O(1) and by a contained offset in O(log n). Free ranges are kept merged, so
+/// The page-index space of one gntdev file: maps placed first fit as Linux does it (the lowest hole that
+/// is strictly longer than the map, or the end), found by index in O(1) and by a contained offset in O(log n). Free ranges are kept merged, so
 /// with maps packed at the front a new map is placed in O(1) instead of walking every map as Linux's list
 /// does (P6). Not locked: the owning file's lock guards it.
 /// </summary>
@@ -19,7 +19,12 @@ internal sealed class MapIndexSpace
     {
         foreach (var gap in _free)
         {
-            if (gap.Count < map.Count) continue;
+            // GD01 as Linux's gntdev_add_map places maps: a hole between maps is taken only when
+            // index + count < next map's index, i.e. the hole is strictly longer than the map (a hole of
+            // exactly the map's size is skipped; real Linux 6.1 shows this in the conformance run).
+            // The trailing range (up to int.MaxValue) is always usable.
+            bool trailing = gap.Start + gap.Count == int.MaxValue;
+            if (trailing ? gap.Count < map.Count : gap.Count <= map.Count) continue;
             _free.Remove(gap);
             if (gap.Count > map.Count) _free.Add((gap.Start + map.Count, gap.Count - map.Count));
             map.Index = gap.Start;
