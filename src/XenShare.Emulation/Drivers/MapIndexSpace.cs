@@ -21,7 +21,12 @@ internal sealed class MapIndexSpace
         for (int i = 0; i < _free.Count; i++)
         {
             var gap = _free[i];
-            if (gap.Count < map.Count) continue;
+            // GD01 as Linux's gntdev_add_map places maps: a hole between maps is taken only when
+            // index + count < next map's index, i.e. the hole is strictly longer than the map (a hole of
+            // exactly the map's size is skipped; real Linux 6.1 shows this in the conformance run).
+            // The trailing range (up to int.MaxValue) is always usable.
+            bool trailing = gap.Start + gap.Count == int.MaxValue;
+            if (trailing ? gap.Count < map.Count : gap.Count <= map.Count) continue;
             if (gap.Count == map.Count) _free.RemoveAt(i);
             else _free[i] = (gap.Start + map.Count, gap.Count - map.Count);
             map.Index = gap.Start;

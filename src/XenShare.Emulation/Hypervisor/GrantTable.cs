@@ -143,9 +143,13 @@ public sealed unsafe class GrantTable
             ulong frameMfn = act.Mfn;
             if (act.Pins == 0)
             {
-                // First pin: the granted GFN must hold RAM (not empty, not a foreign mapping): else
-                // bad_page, as Xen's get_paged_frame; a page owned by someone else: general_error.
-                if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign) || foreign) return GntSt.bad_page;
+                // First pin: the frame must be RAM owned by the granter. As Xen's get_paged_frame: an
+                // empty GFN is GNTST_bad_page; a grant mapping at that GFN is GNTST_bad_page unless the
+                // page behind it is the granter's own (Arm's get_page(page, granter) succeeds: real Xen
+                // 4.17 lets dom0 grant a self-granted page it maps, as the realxen conformance run shows);
+                // a page of another owner is GNTST_general_error.
+                if (!p2m.TryGet(new GuestFrame(e >> 32), out var m, out bool foreign)) return GntSt.bad_page;
+                if (foreign && _memory.OwnerOf(m) != _owner) return GntSt.bad_page;
                 if (_memory.OwnerOf(m) != _owner) return GntSt.general_error;
                 frameMfn = m.Value;
             }

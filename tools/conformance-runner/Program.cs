@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using XenShare;
+using XenShare.Abi;
+using XenShare.Conformance;
+using XenShare.Native;
+
+// XenShare conformance runner: the suite of tests/XenShare.Conformance on the native backend, dom0
+// granting to itself. Output, one line each (parsed by tools/realxen/run.sh):
+//   XENSHARE-CONFORMANCE <ids> PASS|FAIL|SKIP <message>
+//   XENSHARE-P10 <wrapper ns> <bare ns> <ratio>
+//   XENSHARE-SUMMARY <passed> passed, <failed> failed, <skipped> skipped
+// Arguments: [--only IDS[,IDS...]] [--domid N] (the domain this runs in, default 0).
+var inv = CultureInfo.InvariantCulture;
+ushort self = 0;
+HashSet<string>? only = null;
+for (int i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--domid" && i + 1 < args.Length) self = ushort.Parse(args[++i], inv);
+    else if (args[i] == "--only" && i + 1 < args.Length) only = [.. args[++i].Split(',')];
+}
+
+using var process = new LinuxGuestProcess();
+var source = File.Exists("/dev/dma_heap/system") ? LocalDmaBufSource.DmaHeap : LocalDmaBufSource.GntDevSelfExport;
+var id = new DomainId(self);
+var context = new ConformanceContext(process, process, id, id, source, "native dom" + self + "->self");
+Console.WriteLine($"XENSHARE-INFO {context.Name}, local dma-buf: {source}");
+Console.WriteLine("XENSHARE-INFO " + NativeXen.Probe().ToString().Replace('\n', ';'));
+
+int pass = 0, fail = 0, skip = 0;
+foreach (var s in ConformanceSuite.All)
+{
+    if (only is not null && !only.Contains(s.Ids)) continue;
+    var sw = Stopwatch.StartNew();
+    var r = s.Run(context);
+    switch (r.Outcome)
+    {
+        case Outcome.Pass: pass++; break;
+        case Outcome.Fail: fail++; break;
+        default: skip++; break;
+    }
+    string word = r.Outcome switch { Outcome.Pass => "PASS", Outcome.Fail => "FAIL", _ => "SKIP" };
+    Console.WriteLine($"XENSHARE-CONFORMANCE {s.Ids} {word} {r.Message} ({sw.ElapsedMilliseconds} ms; {s.Name})");
+}
+
+P10.Measure(process);
+Console.WriteLine($"XENSHARE-SUMMARY {pass} passed, {fail} failed, {skip} skipped");
+return fail == 0 ? 0 : 1;
+
+/// <summary>P10: LinuxGuestProcess.Ioctl against a bare [LibraryImport] ioctl of the same request.</summary>
+internal static partial class P10
+{
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static unsafe partial int BareIoctl(int fd, nuint request, void* arg);
+
+    public static unsafe void Measure(IGuestProcess process)
+    {
+        int fd = process.Open("/dev/xen/gntdev", Posix.O_RDWR | Posix.O_CLOEXEC);
+        if (fd < 0)
+        {
+            Console.WriteLine("XENSHARE-P10 SKIP cannot open /dev/xen/gntdev: " + fd);
+            return;
+        }
+        // A cheap ioctl that reaches the driver and fails there: SET_MAX_GRANTS -> ENOTTY.
+        uint request = GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS;
+        Span<byte> arg = stackalloc byte[4];
+        const int Rounds = 5, N = 20000;
+        double bestWrapper = double.MaxValue, bestBare = double.MaxValue;
+        for (int round = 0; round < Rounds; round++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < N; i++) process.Ioctl(fd, request, arg);
+            bestWrapper = Math.Min(bestWrapper, sw.Elapsed.TotalNanoseconds / N);
+            sw.Restart();
+            fixed (byte* p = arg)
+            {
+                for (int i = 0; i < N; i++)
+                {
+                    if (BareIoctl(fd, request, p) < 0) _ = Marshal.GetLastPInvokeError();
+                }
+            }
+            bestBare = Math.Min(bestBare, sw.Elapsed.TotalNanoseconds / N);
+        }
+        int check = process.Ioctl(fd, request, arg);
+        process.Close(fd);
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Create(inv, $"XENSHARE-P10 {bestWrapper:F0} {bestBare:F0} {bestWrapper / bestBare:F3} (request 0x{request:x8} -> {check}, best of {Rounds}x{N})"));
+    }
+}
