@@ -99,7 +99,9 @@ internal sealed class GntDevDmaBuf
     {
         if (_file.UsePtemod) return -Errno.EINVAL;                                               // EX01
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        if (arg.Length < refsAt) return -Errno.EFAULT;
+        // copy_from_user(sizeof(op)) includes refs[1]: a 16..19-byte argument is EFAULT (reliability fix:
+        // checking only the header let AsRef throw out of the ioctl).
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_from_refs>()) return -Errno.EFAULT;
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_exp_from_refs>(arg);
         if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EX02
         if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
@@ -155,15 +157,12 @@ internal sealed class GntDevDmaBuf
         return true;
     }
 
-    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed.</summary>
+    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed. A
+    /// release path cannot fail: a GFN that cannot be repopulated now (machine memory exhausted) is kept
+    /// by the kernel and retried later (reliability fix: this used to throw out of close/munmap).</summary>
     public void FreeDmaBacking(GrantMap map)
     {
-        foreach (var g in map.Pages)
-        {
-            if (!Kernel.Host.PopulatePhysmap(Kernel.Domain, g))
-                throw new InvalidOperationException($"cannot repopulate gfn {g} of {Kernel.Domain}");
-            Kernel.FreePage(g);
-        }
+        foreach (var g in map.Pages) Kernel.RepopulateAndFree(g);
     }
 
     private DmaBufOps ExporterOps(Export export) => new()
@@ -224,7 +223,7 @@ internal sealed class GntDevDmaBuf
     public int ImportToRefs(GuestProcess caller, Span<byte> arg)
     {
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        if (arg.Length < refsAt) return -Errno.EFAULT;
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_imp_to_refs>()) return -Errno.EFAULT;   // as in export
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_imp_to_refs>(arg);
         if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EI01
         if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
