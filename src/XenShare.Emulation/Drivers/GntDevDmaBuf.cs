@@ -117,6 +117,12 @@ internal sealed class GntDevDmaBuf
         var refs = MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count));
         ushort domid = (ushort)op.domid;   // the real driver cuts the domid to 16 bits
         for (int i = 0; i < count; i++) { map.DomIds[i] = domid; map.Refs[i] = refs[i]; }
+        // Reliability fix: the export holds its own user of the map (besides the file list's) and marks it
+        // in use, so UNMAP_GRANT_REF at the export's index only drops the list's user instead of freeing a
+        // live buffer's backing (a double free at release), and mmap of that index is refused instead of
+        // mapping the grants a second time and unmapping the export's on failure.
+        map.Users = 2;
+        map.InUse = true;
         _file.AddMap(map);
 
         // EX05: always writable; x86 kernels also ask for a device mapping.
@@ -138,8 +144,8 @@ internal sealed class GntDevDmaBuf
 
     private void DropMap(GrantMap map)
     {
-        _file.RemoveFromList(map);
-        _file.PutMap(map);
+        if (_file.RemoveFromList(map)) _file.PutMap(map);   // the list's user, unless UNMAP_GRANT_REF dropped it
+        _file.PutMap(map);                                  // the export's own user
     }
 
     /// <summary>One contiguous DMA allocation on the gntdev device whose frames go back to Xen so the

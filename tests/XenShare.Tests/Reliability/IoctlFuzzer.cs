@@ -126,6 +126,13 @@ internal sealed class IoctlFuzzer
     private byte[] BuildArg(uint request)
     {
         var r = request;
+        if (r == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS && _rng.Next(3) == 0)
+        {
+            // A plausible export: refs granted to the exporter's domain, as a real backend does.
+            var refs = new List<uint>();
+            for (int i = _rng.Next(1, 4); i > 0; i--) refs.Add(Pick(_refs, 8u));
+            return Args.Export((uint)_rng.Next(0, 3), (ushort)_rng.Next(_w.Guests.Count), refs);
+        }
         if (r == GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF)
         {
             uint c = Count();
@@ -331,10 +338,32 @@ internal sealed class IoctlFuzzer
         return null;
     }
 
+    /// <summary>Most of the time an fd of the device the request belongs to, so inputs get past fget.</summary>
+    private int FdFor(GuestProcess p, uint request)
+    {
+        if (_rng.Next(10) < 3) return Fd();
+        string kind = ((request >> 8) & 0xff) switch
+        {
+            'E' => "EvtChnFile",
+            'b' => "DmaBufFile",
+            'H' => "HeapFile",
+            _ => request == GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF || request == GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF || _rng.Next(2) == 0 && request == GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY ? "GntAllocFile" : "GntDevFile",
+        };
+        var fds = new List<int>();
+        for (int fd = 0; fd < SmallWorld.MaxFds; fd++)
+        {
+            var f = p.GetFile(fd);
+            if (f is null) continue;
+            if (f.GetType().Name == kind) fds.Add(fd);
+            f.Put();
+        }
+        return fds.Count == 0 ? Fd() : fds[_rng.Next(fds.Count)];
+    }
+
     private string? IoctlStep(GuestProcess p)
     {
-        int fd = Fd();
         uint request = Requests[_rng.Next(Requests.Length)];
+        int fd = FdFor(p, request);
         var arg = BuildArg(request);
         if (_rng.Next(3) == 0) arg = Mutate(arg);
         uint sent = MutateRequest(request);
