@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using XenShare.Abi;
 using XenShare.Emulation;
 using XenShare.Emulation.Kernel;
+using XenShare.Emulation.Kernel.DmaBuf;
 
 namespace XenShare.Tests.Reliability;
 
@@ -370,6 +371,15 @@ internal sealed class IoctlFuzzer
         // Never block: EXP_WAIT_RELEASED waits up to wait_to_ms.
         if (sent == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED && arg.Length >= 8 && MemoryMarshal.Read<uint>(arg.AsSpan(4)) > 2)
             MemoryMarshal.Write(arg.AsSpan(4), 2u);
+        // Importing a gntdev export into gntdev makes a reference cycle once the fds are closed (open
+        // finding R5, docs/reliability.md): the fuzzer imports heap buffers and other files only.
+        if (sent == GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS && arg.Length >= 4)
+        {
+            var b = DmaBufObject.Get(p, (int)MemoryMarshal.Read<uint>(arg), out _);
+            bool export = b is not null && b.ExporterData is not GuestFrame[];
+            b?.Put();
+            if (export) return null;
+        }
         string what = $"{p.Description} ioctl fd {fd} 0x{sent:x8} len {arg.Length} [{Convert.ToHexString(arg.AsSpan(0, Math.Min(arg.Length, 32)))}]";
         Ioctls++;
         int rc = p.Ioctl(fd, sent, arg);
