@@ -97,7 +97,9 @@ internal sealed class GntAllocDriver
     private int Alloc(GntAllocFile file, Span<byte> arg)
     {
         int idsAt = GntAllocIoctl.GrefIdsOffset;
-        if (arg.Length < idsAt) return -Errno.EFAULT;
+        // sizeof(op) is 24 (gref_ids[1] plus padding); a shorter argument is EFAULT (reliability fix:
+        // a 16..23-byte argument used to make AsRef throw out of the ioctl).
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntalloc_alloc_gref>()) return -Errno.EFAULT;
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntalloc_alloc_gref>(arg);
         if ((long)idsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
         int count = (int)op.count;

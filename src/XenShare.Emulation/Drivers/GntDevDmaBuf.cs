@@ -102,7 +102,9 @@ internal sealed class GntDevDmaBuf
     {
         if (_file.UsePtemod) return -Errno.EINVAL;                                               // EX01
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        if (arg.Length < refsAt) return -Errno.EFAULT;
+        // copy_from_user(sizeof(op)) includes refs[1]: a 16..19-byte argument is EFAULT (reliability fix:
+        // checking only the header let AsRef throw out of the ioctl).
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_from_refs>()) return -Errno.EFAULT;
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_exp_from_refs>(arg);
         if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EX02
         if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
@@ -118,6 +120,12 @@ internal sealed class GntDevDmaBuf
         var refs = MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count));
         ushort domid = (ushort)op.domid;   // the real driver cuts the domid to 16 bits
         for (int i = 0; i < count; i++) { map.DomIds[i] = domid; map.Refs[i] = refs[i]; }
+        // Reliability fix: the export holds its own user of the map (besides the file list's) and marks it
+        // in use, so UNMAP_GRANT_REF at the export's index only drops the list's user instead of freeing a
+        // live buffer's backing (a double free at release), and mmap of that index is refused instead of
+        // mapping the grants a second time and unmapping the export's on failure.
+        map.Users = 2;
+        map.InUse = true;
         _file.AddMap(map);
 
         // EX05: always writable; x86 kernels also ask for a device mapping.
@@ -139,8 +147,8 @@ internal sealed class GntDevDmaBuf
 
     private void DropMap(GrantMap map)
     {
-        _file.RemoveFromList(map);
-        _file.PutMap(map);
+        if (_file.RemoveFromList(map)) _file.PutMap(map);   // the list's user, unless UNMAP_GRANT_REF dropped it
+        _file.PutMap(map);                                  // the export's own user
     }
 
     /// <summary>One contiguous DMA allocation on the gntdev device whose frames go back to Xen so the
@@ -158,15 +166,12 @@ internal sealed class GntDevDmaBuf
         return true;
     }
 
-    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed.</summary>
+    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed. A
+    /// release path cannot fail: a GFN that cannot be repopulated now (machine memory exhausted) is kept
+    /// by the kernel and retried later (reliability fix: this used to throw out of close/munmap).</summary>
     public void FreeDmaBacking(GrantMap map)
     {
-        foreach (var g in map.Pages)
-        {
-            if (!Kernel.Host.PopulatePhysmap(Kernel.Domain, g))
-                throw new InvalidOperationException($"cannot repopulate gfn {g} of {Kernel.Domain}");
-            Kernel.FreePage(g);
-        }
+        foreach (var g in map.Pages) Kernel.RepopulateAndFree(g);
     }
 
     /// <summary>The exporter's ops, shared by every buffer this file exports (each buffer's export record
@@ -266,7 +271,7 @@ internal sealed class GntDevDmaBuf
     public int ImportToRefs(GuestProcess caller, Span<byte> arg)
     {
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        if (arg.Length < refsAt) return -Errno.EFAULT;
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_imp_to_refs>()) return -Errno.EFAULT;   // as in export
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_dmabuf_imp_to_refs>(arg);
         if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EI01
         if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;

@@ -339,12 +339,16 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         _driver.OnFileReleased(this);
     }
 
-    /// <summary>Removes a map from the list without dropping a user (export teardown does it itself).</summary>
-    public void RemoveFromList(GrantMap map)
+    /// <summary>Removes a map from the list without dropping a user (export teardown does it itself).
+    /// True when it was on the list (the caller then owns the list's user).</summary>
+    public bool RemoveFromList(GrantMap map)
     {
         lock (_lock)
         {
-            if (map.OnList) { _maps.Remove(map); map.OnList = false; }
+            if (!map.OnList) return false;
+            _maps.Remove(map);
+            map.OnList = false;
+            return true;
         }
     }
 }

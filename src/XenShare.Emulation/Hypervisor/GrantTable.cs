@@ -40,6 +40,9 @@ public sealed unsafe class GrantTable
         if (!TryGrow(1)) throw new InvalidOperationException("no machine memory for the first grant frame");
     }
 
+    /// <summary>The host's fault injection (also used by the guest's grant-ref allocator).</summary>
+    internal FaultInjector? Faults => _memory.Faults;
+
     /// <summary>Current number of grant frames.</summary>
     public int NrFrames => _nrFrames;
 
@@ -59,7 +62,7 @@ public sealed unsafe class GrantTable
         lock (_lock)
         {
             if (nrFrames <= _nrFrames) return true;
-            if (nrFrames > MaxFrames) return false;
+            if (nrFrames > MaxFrames || Faults?.ShouldFail(FaultPoint.GrantTableGrow) == true) return false;
             int have = _nrFrames;
             for (int i = have; i < nrFrames; i++)
             {
@@ -211,6 +214,33 @@ public sealed unsafe class GrantTable
         for (uint r = GrantTableConstants.NrReservedEntries; r < count; r++)
             if ((Volatile.Read(ref *EntryPointer(r)) & 0xffff) != 0) n++;
         return n;
+    }
+
+    /// <summary>Consistency check for tests (call while no hypercall runs): every active entry's pin counts
+    /// are non-negative and match its GTF_reading/GTF_writing flags, the pin total matches
+    /// <see cref="ActivePins"/>; pins are added to <paramref name="pinsByMfn"/> and the table's own frames to
+    /// <paramref name="owned"/>.</summary>
+    internal void CheckInvariants(List<string> problems, Dictionary<ulong, int> pinsByMfn, List<(ulong Mfn, string What)> owned)
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < _nrFrames; i++) owned.Add((_frames[i].Value, $"dom{_owner} grant frame {i}"));
+            long total = 0;
+            for (uint r = 0; r < (uint)_active.Length; r++)
+            {
+                ref var act = ref _active[r];
+                ushort flags = (ushort)Volatile.Read(ref *EntryPointer(r));
+                if (act.Pins < 0 || act.WritePins < 0 || act.WritePins > act.Pins)
+                    problems.Add($"dom{_owner} ref {r}: pins {act.Pins}, write pins {act.WritePins}");
+                if (((flags & Gtf.reading) != 0) != (act.Pins > 0))
+                    problems.Add($"dom{_owner} ref {r}: GTF_reading {(flags & Gtf.reading) != 0} with {act.Pins} pin(s)");
+                if (((flags & Gtf.writing) != 0) != (act.WritePins > 0))
+                    problems.Add($"dom{_owner} ref {r}: GTF_writing {(flags & Gtf.writing) != 0} with {act.WritePins} write pin(s)");
+                if (act.Pins > 0) pinsByMfn[act.Mfn] = pinsByMfn.GetValueOrDefault(act.Mfn) + act.Pins;
+                total += act.Pins;
+            }
+            if (total != _activePins) problems.Add($"dom{_owner}: active pins {_activePins} but entries hold {total}");
+        }
     }
 
     /// <summary>Frees the table's frames (domain teardown, once nothing is pinned).</summary>

@@ -59,6 +59,9 @@ public sealed unsafe class MachineMemory : IDisposable
         _freeCount--;
     }
 
+    /// <summary>Fault injection (null: none).</summary>
+    internal FaultInjector? Faults { get; init; }
+
     /// <summary>Total frames.</summary>
     public int FrameCount { get; }
 
@@ -95,6 +98,8 @@ public sealed unsafe class MachineMemory : IDisposable
     /// <summary>Allocates one frame for <paramref name="owner"/> with reference count 1, or returns false.</summary>
     public bool TryAllocate(DomainId owner, out MachineFrame frame)
     {
+        frame = default;
+        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
         lock (_allocLock)
         {
             // Invariant: every word below _hint is full, so the scan starts there and never wraps.
@@ -123,6 +128,8 @@ public sealed unsafe class MachineMemory : IDisposable
     public bool TryAllocateContiguous(DomainId owner, int count, out MachineFrame first)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        first = default;
+        if (Faults?.ShouldFail(FaultPoint.MachineContiguous) == true) return false;
         lock (_allocLock)
         {
             int run = 0;

@@ -36,6 +36,9 @@ internal sealed class MapTrack
 
     public int MaxHandles { get; }
 
+    /// <summary>Fault injection (null: none).</summary>
+    public FaultInjector? Faults { get; set; }
+
     public int InUse => Volatile.Read(ref _inUse);
 
     private ref Entry At(int handle) => ref _frames[handle / HandlesPerFrame][handle % HandlesPerFrame];
@@ -63,6 +66,7 @@ internal sealed class MapTrack
 
     private int AllocateLocked()
     {
+        if (Faults?.ShouldFail(FaultPoint.MapTrack) == true) return -1;
         if (_freeHead < 0 && !Grow()) return -1;
         int h = _freeHead;
         _freeHead = At(h).NextFree;

@@ -25,12 +25,15 @@ public sealed class XenHost : IDisposable
     /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory (default 1 GiB).</summary>
     public XenHost(int machineFrames = 262144)
     {
-        Memory = new MachineMemory(machineFrames);
+        Memory = new MachineMemory(machineFrames) { Faults = Faults };
         _initialFreeFrames = Memory.FreeFrames;
     }
 
     /// <summary>The machine memory.</summary>
     public MachineMemory Memory { get; }
+
+    /// <summary>Fault injection for every allocation point of this host and its kernels (off by default).</summary>
+    public FaultInjector Faults { get; } = new();
 
     /// <summary>Live (not dying) domains.</summary>
     public IReadOnlyCollection<Domain> Domains => (IReadOnlyCollection<Domain>)_domains.Values;
@@ -48,6 +51,7 @@ public sealed class XenHost : IDisposable
             if (id >= GrantTableConstants.DOMID_SELF || _domains.ContainsKey(id)) throw new ArgumentException($"domain id {id} is in use or invalid");
             var grants = new GrantTable(Memory, new DomainId(id), config.MaxGrantFrames);
             var d = new Domain(new DomainId(id), config.Type, config.RamPages, config.UnpopulatedPages, grants, config.MaptrackFrames);
+            d.MapTrack.Faults = Faults;
             for (int g = 0; g < config.RamPages; g++)
             {
                 if (!Memory.TryAllocate(d.Id, out var mfn))
@@ -627,6 +631,49 @@ public sealed class XenHost : IDisposable
         }
         int z = ZombieCount;
         if (z != 0) problems.Add($"{z} zombie domain(s)");
+        return problems;
+    }
+
+    /// <summary>Consistency check of the whole host for tests, to be called while no hypercall runs:
+    /// grant pins match GTF_reading/GTF_writing (GT07), every allocated machine frame is owned exactly once
+    /// (one RAM slot or grant frame of its owner, live or zombie) and its reference count equals that
+    /// ownership plus the grant pins on it (so it is never negative and nothing is counted twice), free
+    /// frames are exactly those with count 0, and every foreign P2M slot shows a pinned frame.
+    /// Empty when consistent.</summary>
+    public List<string> CheckInvariants()
+    {
+        var problems = new List<string>();
+        var pins = new Dictionary<ulong, int>();
+        var owned = new List<(ulong Mfn, string What)>();
+        var foreign = new List<(ulong Mfn, string What)>();
+        List<Domain> all;
+        lock (_domainLock) all = _domains.Values.Concat(_zombies).ToList();
+        foreach (var d in all)
+        {
+            d.GrantTable.CheckInvariants(problems, pins, owned);
+            for (int g = 0; g < d.P2M.Size; g++)
+            {
+                if (!d.P2M.TryGet(new GuestFrame((ulong)g), out var mfn, out bool isForeign)) continue;
+                (isForeign ? foreign : owned).Add((mfn.Value, $"{d} gfn {g}"));
+                if (!isForeign && Memory.OwnerOf(mfn) != d.Id) problems.Add($"{d} gfn {g}: RAM frame {mfn} owned by dom{Memory.OwnerOf(mfn)}");
+            }
+        }
+        var ownedBy = new Dictionary<ulong, string>();
+        foreach (var (mfn, what) in owned)
+            if (!ownedBy.TryAdd(mfn, what)) problems.Add($"machine frame {mfn} owned twice: {ownedBy[mfn]} and {what}");
+        foreach (var (mfn, what) in foreign)
+            if (!pins.ContainsKey(mfn)) problems.Add($"{what}: foreign frame {mfn} is not pinned by any grant");
+        long free = 0;
+        for (int f = 1; f < Memory.FrameCount; f++)
+        {
+            var mfn = new MachineFrame((ulong)f);
+            int rc = Memory.RefCountOf(mfn);
+            int expect = (ownedBy.ContainsKey((ulong)f) ? 1 : 0) + pins.GetValueOrDefault((ulong)f);
+            if (rc < 0) problems.Add($"machine frame {f}: negative reference count {rc}");
+            else if (rc != expect) problems.Add($"machine frame {f}: reference count {rc}, expected {expect} (owned {ownedBy.ContainsKey((ulong)f)}, pins {pins.GetValueOrDefault((ulong)f)})");
+            if (rc == 0) free++;
+        }
+        if (free != Memory.FreeFrames) problems.Add($"free frames: counted {free}, allocator says {Memory.FreeFrames}");
         return problems;
     }
 

@@ -21,6 +21,10 @@ internal sealed class FrameAllocator
         if (tail > 0) _used[^1] = ~0UL << (64 - tail);
     }
 
+    /// <summary>Fault injection (null: none) and the point single-page allocations report.</summary>
+    public FaultInjector? Faults { get; init; }
+    public FaultPoint Point { get; init; } = FaultPoint.RamPages;
+
     public ulong Base { get; }
     public int Count { get; }
     public int FreeCount { get { lock (_lock) return _free; } }
@@ -28,6 +32,7 @@ internal sealed class FrameAllocator
     /// <summary>Allocates <paramref name="into"/>.Length single frames (all or nothing).</summary>
     public bool TryAllocate(Span<GuestFrame> into)
     {
+        if (Faults?.ShouldFail(Point) == true) return false;
         lock (_lock)
         {
             if (_free < into.Length) return false;
@@ -53,6 +58,8 @@ internal sealed class FrameAllocator
     /// <summary>Allocates <paramref name="count"/> contiguous frames.</summary>
     public bool TryAllocateContiguous(int count, out GuestFrame first)
     {
+        first = default;
+        if (Faults?.ShouldFail(FaultPoint.RamContiguous) == true) return false;
         lock (_lock)
         {
             int run = 0;

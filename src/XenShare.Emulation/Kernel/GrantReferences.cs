@@ -59,6 +59,7 @@ internal sealed class GrantReferences
         lock (_lock)
         {
             var table = _domain.GrantTable;
+            if (table.Faults?.ShouldFail(FaultPoint.GrantRefs) == true) return -Errno.ENOSPC;
             long available = _free.Count + (table.EntryCount - _nextUnused);
             if (available < refs.Length)
             {

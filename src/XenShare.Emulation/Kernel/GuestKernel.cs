@@ -27,6 +27,7 @@ public sealed class GuestKernel : IDomainSink
     private readonly List<Func<IEnumerable<string>>> _leakChecks = new();
     private readonly Dictionary<ulong, int> _pagePins = new();
     private readonly HashSet<ulong> _freePending = new();
+    private readonly List<GuestFrame> _unrepopulated = new();   // DMA-backing GFNs whose repopulation failed
     private int _nextPid = 1;
     private readonly int _initialRamFree;
 
@@ -38,8 +39,8 @@ public sealed class GuestKernel : IDomainSink
         Host = host;
         Domain = domain;
         Options = options ?? new KernelOptions();
-        Ram = new FrameAllocator(0, domain.RamPages);
-        Unpopulated = new FrameAllocator((ulong)domain.RamPages, domain.UnpopulatedPages);
+        Ram = new FrameAllocator(0, domain.RamPages) { Faults = host.Faults, Point = FaultPoint.RamPages };
+        Unpopulated = new FrameAllocator((ulong)domain.RamPages, domain.UnpopulatedPages) { Faults = host.Faults, Point = FaultPoint.UnpopulatedPages };
         Grants = new GrantReferences(domain);
         _initialRamFree = Ram.FreeCount;
         domain.Sink = this;
@@ -147,6 +148,33 @@ public sealed class GuestKernel : IDomainSink
         if (free) Ram.Free(gfn);
     }
 
+    /// <summary>XENMEM_populate_physmap for a RAM GFN that was handed back to Xen (a DMA backing), then
+    /// frees it. When machine memory is exhausted the GFN stays empty and allocated, is remembered, and is
+    /// retried at the next call and at leak checks (a release path must not fail; Linux would leave a
+    /// hole in the physmap).</summary>
+    internal void RepopulateAndFree(GuestFrame gfn)
+    {
+        RetryRepopulate();
+        if (Host.PopulatePhysmap(Domain, gfn)) FreePage(gfn);
+        else lock (_unrepopulated) _unrepopulated.Add(gfn);
+    }
+
+    private void RetryRepopulate()
+    {
+        List<GuestFrame> done = new();
+        lock (_unrepopulated)
+        {
+            if (_unrepopulated.Count == 0) return;
+            _unrepopulated.RemoveAll(g =>
+            {
+                if (!Host.PopulatePhysmap(Domain, g)) return false;
+                done.Add(g);
+                return true;
+            });
+        }
+        foreach (var g in done) FreePage(g);
+    }
+
     /// <summary>The machine frame behind a GFN (RAM or a foreign mapping).</summary>
     internal bool TryResolve(GuestFrame gfn, out MachineFrame mfn) => Domain.P2M.TryGet(gfn, out mfn, out _);
 
@@ -181,6 +209,8 @@ public sealed class GuestKernel : IDomainSink
     public List<string> CheckLeaks()
     {
         var problems = new List<string>();
+        RetryRepopulate();
+        lock (_unrepopulated) if (_unrepopulated.Count != 0) problems.Add($"{Domain}: {_unrepopulated.Count} RAM page(s) waiting for repopulation");
         GuestProcess[] procs;
         lock (_processes) procs = _processes.ToArray();
         foreach (var p in procs)

@@ -79,6 +79,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
         lock (_fdLock)
         {
             if (_exited) return -Errno.EBADF;
+            if (Kernel.Host.Faults.ShouldFail(FaultPoint.Fd)) return -Errno.EMFILE;
             for (int fd = _lowestFree; fd < _fds.Length; fd++)
             {
                 if (_fds[fd] is not null) continue;
