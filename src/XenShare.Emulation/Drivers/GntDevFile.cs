@@ -237,54 +237,69 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         if (op.count == 0) return 0;
         int segSize = Unsafe.SizeOf<gntdev_grant_copy_segment>();
         if (op.count > int.MaxValue / segSize || op.segments > long.MaxValue) return -Errno.EFAULT;
-        int rc = caller.UserSpan((long)op.segments, (int)op.count * segSize, write: true, out var bytes);
-        if (rc < 0) return rc;
-        var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(bytes);
+        long userSegs = (long)op.segments;
         Span<GnttabCopy> ops = stackalloc GnttabCopy[2];
-        for (int s = 0; s < segs.Length; s++)
+        Span<GuestFrame> pinned = stackalloc GuestFrame[4];
+        Span<byte> segBytes = stackalloc byte[segSize];
+        Span<byte> st = stackalloc byte[2];
+        // Segment by segment, copied in and its status copied out as Linux's __copy_from_user /
+        // __put_user do: the user array is never read in place, so a concurrent munmap cannot fault us.
+        for (long s = 0; s < op.count; s++)
         {
-            ref var seg = ref segs[s];
+            int rc = caller.CopyFromUser(userSegs + s * segSize, segBytes);
+            if (rc < 0) return rc;
+            var seg = MemoryMarshal.Read<gntdev_grant_copy_segment>(segBytes);
             bool srcG = (seg.flags & GntCopy.source_gref) != 0, dstG = (seg.flags & GntCopy.dest_gref) != 0;
             if (!srcG && !dstG) return -Errno.EINVAL;                                        // GD07
             if (srcG && seg.source.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
             if (dstG && seg.dest.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
-            int nops = 0;
-            int done = 0;
-            do
+            int nops = 0, npinned = 0, done = 0;
+            try
             {
-                ref var g = ref ops[nops];
-                g = default;
-                g.Flags = (ushort)(seg.flags & (GntCopy.source_gref | GntCopy.dest_gref));
-                int chunk = seg.len - done;
-                if (srcG) g.Source = new GnttabCopyPtr { RefOrGfn = seg.source.foreign.@ref, Domain = new DomainId(seg.source.foreign.domid), Offset = (ushort)(seg.source.foreign.offset + done) };
-                else
+                do
                 {
-                    long va = (long)seg.source.virt + done;
-                    int off = (int)(va & 4095);
-                    chunk = Math.Min(chunk, 4096 - off);
-                    rc = caller.UserPage(va, write: false, out var gfn);
-                    if (rc < 0) return rc;
-                    g.Source = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
+                    ref var g = ref ops[nops];
+                    g = default;
+                    g.Flags = (ushort)(seg.flags & (GntCopy.source_gref | GntCopy.dest_gref));
+                    int chunk = seg.len - done;
+                    if (srcG) g.Source = new GnttabCopyPtr { RefOrGfn = seg.source.foreign.@ref, Domain = new DomainId(seg.source.foreign.domid), Offset = (ushort)(seg.source.foreign.offset + done) };
+                    else
+                    {
+                        long va = (long)seg.source.virt + done;
+                        int off = (int)(va & 4095);
+                        chunk = Math.Min(chunk, 4096 - off);
+                        rc = caller.PinUserPage(va, write: false, out var gfn);
+                        if (rc < 0) return rc;
+                        pinned[npinned++] = gfn;
+                        g.Source = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
+                    }
+                    if (dstG) g.Dest = new GnttabCopyPtr { RefOrGfn = seg.dest.foreign.@ref, Domain = new DomainId(seg.dest.foreign.domid), Offset = (ushort)(seg.dest.foreign.offset + done) };
+                    else
+                    {
+                        long va = (long)seg.dest.virt + done;
+                        int off = (int)(va & 4095);
+                        chunk = Math.Min(chunk, 4096 - off);
+                        rc = caller.PinUserPage(va, write: true, out var gfn);
+                        if (rc < 0) return rc;
+                        pinned[npinned++] = gfn;
+                        g.Dest = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
+                    }
+                    g.Len = (ushort)chunk;
+                    done += chunk;
+                    nops++;
                 }
-                if (dstG) g.Dest = new GnttabCopyPtr { RefOrGfn = seg.dest.foreign.@ref, Domain = new DomainId(seg.dest.foreign.domid), Offset = (ushort)(seg.dest.foreign.offset + done) };
-                else
-                {
-                    long va = (long)seg.dest.virt + done;
-                    int off = (int)(va & 4095);
-                    chunk = Math.Min(chunk, 4096 - off);
-                    rc = caller.UserPage(va, write: true, out var gfn);
-                    if (rc < 0) return rc;
-                    g.Dest = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
-                }
-                g.Len = (ushort)chunk;
-                done += chunk;
-                nops++;
+                while (done < seg.len && nops < 2);
+                Host.Copy(Domain, ops[..nops]);
             }
-            while (done < seg.len && nops < 2);
-            Host.Copy(Domain, ops[..nops]);
+            finally
+            {
+                for (int i = 0; i < npinned; i++) Kernel.PutPage(pinned[i]);
+            }
             short status = GntSt.okay;
             for (int i = 0; i < nops; i++) if (ops[i].Status != GntSt.okay) { status = ops[i].Status; break; }
-            seg.status = status;
+            MemoryMarshal.Write(st, status);
+            rc = caller.CopyToUser(userSegs + s * segSize + 20, st);                              // status @20
+            if (rc < 0) return rc;
         }
         return 0;
     }

@@ -381,27 +381,46 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
         return null;
     }
 
-    /// <summary>copy_from_user/copy_to_user target: a span over user memory, or -EFAULT when the range is
-    /// not inside one mapping with the needed protection.</summary>
-    internal int UserSpan(long address, int length, bool write, out Span<byte> span)
+    /// <summary>copy_from_user: copies user memory into <paramref name="into"/> while holding the mapping
+    /// lock, so a concurrent munmap cannot pull the memory away mid-copy; -EFAULT unless the whole range
+    /// lies in one readable mapping.</summary>
+    internal int CopyFromUser(long address, Span<byte> into)
     {
-        span = default;
-        if (length == 0) return 0;
+        if (into.IsEmpty) return 0;
         lock (_mmLock)
         {
             foreach (var v in _vmas)
             {
-                if (!v.Contains(address, length)) continue;
-                if (write ? !v.Writable : (v.Prot & Posix.PROT_READ) == 0) return -Errno.EFAULT;
-                span = new Span<byte>((void*)address, length);
+                if (!v.Contains(address, into.Length)) continue;
+                if ((v.Prot & Posix.PROT_READ) == 0) return -Errno.EFAULT;
+                new ReadOnlySpan<byte>((void*)address, into.Length).CopyTo(into);
                 return 0;
             }
         }
         return -Errno.EFAULT;
     }
 
-    /// <summary>Resolves a user address to the guest frame behind it (get_user_pages), or -EFAULT.</summary>
-    internal int UserPage(long address, bool write, out GuestFrame gfn)
+    /// <summary>copy_to_user: the reverse of <see cref="CopyFromUser"/>; needs a writable mapping.</summary>
+    internal int CopyToUser(long address, ReadOnlySpan<byte> from)
+    {
+        if (from.IsEmpty) return 0;
+        lock (_mmLock)
+        {
+            foreach (var v in _vmas)
+            {
+                if (!v.Contains(address, from.Length)) continue;
+                if (!v.Writable) return -Errno.EFAULT;
+                from.CopyTo(new Span<byte>((void*)address, from.Length));
+                return 0;
+            }
+        }
+        return -Errno.EFAULT;
+    }
+
+    /// <summary>get_user_pages for one page: the guest frame behind a user address, pinned
+    /// (<see cref="GuestKernel.GetPage"/>) so that a concurrent munmap cannot free and reuse it while the
+    /// hypervisor copies; the caller unpins with <see cref="GuestKernel.PutPage"/>. -EFAULT if unmapped.</summary>
+    internal int PinUserPage(long address, bool write, out GuestFrame gfn)
     {
         gfn = default;
         lock (_mmLock)
@@ -411,6 +430,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
                 if (!v.Contains(address, 1)) continue;
                 if (write && !v.Writable) return -Errno.EFAULT;
                 gfn = v.Pages[(address - v.Start) / PageSize];
+                Kernel.GetPage(gfn);
                 return 0;
             }
         }

@@ -200,9 +200,10 @@ public sealed class DmaBufObject
     {
         const int max = 32;
         var name = new System.Text.StringBuilder();
+        Span<byte> one = stackalloc byte[1];
         for (int i = 0; i < max; i++)
         {
-            int rc = caller.UserSpan(ptr + i, 1, write: false, out var one);
+            int rc = caller.CopyFromUser(ptr + i, one);
             if (rc < 0) return rc;
             if (one[0] == 0) { Name = name.ToString(); return 0; }
             name.Append((char)one[0]);
