@@ -338,6 +338,12 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         PutMap(map);
     }
 
+    /// <summary>EI11, and a deliberate deviation from Linux: imports are released when the last fd (or
+    /// mmap) of the gntdev file goes, not only when the file itself is released. Exported buffers pin the
+    /// file (EX12), so importing one's own export would otherwise be a reference cycle that outlives the
+    /// process (reliability finding R5; Linux has that cycle).</summary>
+    protected override void OnLastUserReference() => DmaBuf.ReleaseAllImports();
+
     /// <summary>GD09: every map left on the list loses the list's reference; maps still held by an mmap
     /// stay until that goes. Runs only once every exported dma-buf has let go of this file (EX12).</summary>
     protected override void Release()

@@ -99,6 +99,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
         lock (_fdLock)
         {
             if (_fds[fd] != Reserved) throw new InvalidOperationException($"fd {fd} was not reserved");
+            file.GetUser();
             _fds[fd] = file;
         }
     }
@@ -149,6 +150,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             _fds[fd] = null;
             _lowestFree = Math.Min(_lowestFree, fd);
         }
+        f.PutUser();
         f.Put();
         return 0;
     }
@@ -319,6 +321,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             return addr;
         }
         vma.Start = addr;
+        vma.File?.GetUser();
         lock (_mmLock) _vmas.Add(vma);
         return addr;
     }
@@ -369,6 +372,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     {
         HostLibc.Munmap((void*)vma.Start, (nuint)vma.Length);
         vma.Owner?.Close(vma);
+        vma.File?.PutUser();
         vma.File?.Put();
     }
 
@@ -457,7 +461,11 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
                 _fds[i] = null;
             }
         }
-        foreach (var f in files) f.Put();
+        foreach (var f in files)
+        {
+            f.PutUser();
+            f.Put();
+        }
         Kernel.OnProcessExit(this);
     }
 

@@ -9,6 +9,7 @@ namespace XenShare.Emulation.Kernel;
 internal abstract class KernelFile
 {
     private int _refs = 1;
+    private int _userRefs;
 
     /// <summary>The open flags (O_NONBLOCK matters to read).</summary>
     public int OpenFlags { get; set; }
@@ -40,6 +41,19 @@ internal abstract class KernelFile
         if (r == 0) Release();
         else if (r < 0) throw new InvalidOperationException("put of a released file");
     }
+
+    /// <summary>A user-space holder (an fd or an mmap) takes the file.</summary>
+    public void GetUser() => Interlocked.Increment(ref _userRefs);
+
+    /// <summary>A user-space holder lets go; the last one calls <see cref="OnLastUserReference"/> even while
+    /// kernel references (exported buffers pinning the file) keep it alive.</summary>
+    public void PutUser()
+    {
+        if (Interlocked.Decrement(ref _userRefs) == 0) OnLastUserReference();
+    }
+
+    /// <summary>No fd and no mapping of this file is left in any process: only kernel references remain.</summary>
+    protected virtual void OnLastUserReference() { }
 
     public virtual int Ioctl(GuestProcess caller, uint request, Span<byte> arg) => -Errno.ENOTTY;
 

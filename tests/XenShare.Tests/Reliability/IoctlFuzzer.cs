@@ -371,8 +371,8 @@ internal sealed class IoctlFuzzer
         // Never block: EXP_WAIT_RELEASED waits up to wait_to_ms.
         if (sent == GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED && arg.Length >= 8 && MemoryMarshal.Read<uint>(arg.AsSpan(4)) > 2)
             MemoryMarshal.Write(arg.AsSpan(4), 2u);
-        // Importing a gntdev export into gntdev makes a reference cycle once the fds are closed (open
-        // finding R5, docs/reliability.md): the fuzzer imports heap buffers and other files only.
+        // Importing a gntdev export into gntdev was a reference cycle (finding R5, fixed, with its own
+        // regression test); the fuzzer keeps to heap buffers and other files so its runs stay comparable.
         if (sent == GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS && arg.Length >= 4)
         {
             var b = DmaBufObject.Get(p, (int)MemoryMarshal.Read<uint>(arg), out _);

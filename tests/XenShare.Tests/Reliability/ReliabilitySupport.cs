@@ -69,9 +69,8 @@ internal sealed class SmallWorld : IDisposable
     public List<GuestProcess> Processes { get; } = new();
 
     /// <summary>Exits every process and waits for syscalls in flight. First every gntdev file releases
-    /// every import (IMP_RELEASE of every number): an import of a buffer exported by the same gntdev file
-    /// is a reference cycle (the export pins the file, the file's import holds the buffer) that only
-    /// IMP_RELEASE breaks, in Linux as here (see R5 in docs/reliability.md).</summary>
+    /// every import (IMP_RELEASE of every number), as a careful program does; closing the last gntdev fd
+    /// would release them too (R5 in docs/reliability.md).</summary>
     public void ExitAll()
     {
         foreach (var p in Processes)
