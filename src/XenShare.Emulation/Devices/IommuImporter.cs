@@ -41,21 +41,14 @@ public sealed class IommuImporter : IDisposable
     public Import ImportBuffer(GuestProcess process, int dmaBufFd, DmaDirection direction = DmaDirection.Bidirectional)
     {
         ArgumentNullException.ThrowIfNull(process);
-        var buffer = DmaBufObject.Get(process, dmaBufFd, out int errno) ?? throw new XenShareException(-errno, "iommu import: dma_buf_get");
-        var attachment = buffer.Attach(Device, out errno);
-        if (attachment is null)
-        {
-            buffer.Put();
-            throw new XenShareException(-errno, "iommu import: dma_buf_attach");
-        }
-        var table = buffer.MapAttachment(attachment, direction, out errno);
-        if (table is null)
-        {
-            buffer.Detach(attachment);
-            buffer.Put();
-            throw new XenShareException(-errno, "iommu import: dma_buf_map_attachment");
-        }
-        var import = new Import(this, buffer, attachment, table, direction);
+        var mapping = DmaBufMapping.Import(process, dmaBufFd, Device, direction, out int errno, out var failedAt)
+            ?? throw new XenShareException(-errno, failedAt switch
+            {
+                DmaBufImportStep.Get => "iommu import: dma_buf_get",
+                DmaBufImportStep.Attach => "iommu import: dma_buf_attach",
+                _ => "iommu import: dma_buf_map_attachment",
+            });
+        var import = new Import(this, mapping);
         lock (_lock) _imports.Add(import);
         return import;
     }
@@ -77,21 +70,16 @@ public sealed class IommuImporter : IDisposable
     public sealed class Import : IDisposable
     {
         private readonly IommuImporter _owner;
-        private readonly DmaDirection _direction;
-        private DmaBufObject? _buffer;
-        private readonly DmaBufAttachment _attachment;
+        private readonly DmaBufMapping _mapping;
 
-        internal Import(IommuImporter owner, DmaBufObject buffer, DmaBufAttachment attachment, SgTable table, DmaDirection direction)
+        internal Import(IommuImporter owner, DmaBufMapping mapping)
         {
             _owner = owner;
-            _buffer = buffer;
-            _attachment = attachment;
-            Table = table;
-            _direction = direction;
+            _mapping = mapping;
         }
 
         /// <summary>The sg table as mapped for the device.</summary>
-        public SgTable Table { get; }
+        public SgTable Table => _mapping.Table;
 
         /// <summary>Size of the buffer in bytes.</summary>
         public long Size => Table.TotalLength;
@@ -100,7 +88,7 @@ public sealed class IommuImporter : IDisposable
         /// buffer through the IOVA. Returns 0 or -EFAULT.</summary>
         public int Read(long offset, Span<byte> into)
         {
-            ObjectDisposedException.ThrowIf(_buffer is null, this);
+            ObjectDisposedException.ThrowIf(!_mapping.IsHeld, this);
             if (offset < 0 || offset + into.Length > Size) return -Errno.EFAULT;
             return _owner.Device.DmaRead(Table.Segments[0].DmaAddress + (ulong)offset, into);
         }
@@ -108,11 +96,8 @@ public sealed class IommuImporter : IDisposable
         /// <summary>Unmaps, detaches and drops the reference.</summary>
         public void Dispose()
         {
-            var buffer = Interlocked.Exchange(ref _buffer, null);
-            if (buffer is null) return;
-            buffer.UnmapAttachment(_attachment, Table, _direction);
-            buffer.Detach(_attachment);
-            buffer.Put();
+            if (!_mapping.IsHeld) return;
+            _mapping.Dispose();
             _owner.Remove(this);
         }
     }

@@ -96,29 +96,18 @@ public sealed class ScanoutEngine : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
         }
 
-        var buffer = DmaBufObject.Get(process, dmaBufFd, out int errno);
-        if (buffer is null)
+        var mapping = DmaBufMapping.Import(process, dmaBufFd, Device, DmaDirection.ToDevice, out int errno, out var failedAt);
+        if (mapping is null)
         {
-            reason = errno == -Errno.EBADF ? $"fd {dmaBufFd} is not open" : $"fd {dmaBufFd} is not a dma-buf";
+            reason = failedAt switch
+            {
+                DmaBufImportStep.Get => errno == -Errno.EBADF ? $"fd {dmaBufFd} is not open" : $"fd {dmaBufFd} is not a dma-buf",
+                DmaBufImportStep.Attach => "the exporter refused the attachment",
+                _ => "the exporter could not map the buffer for the engine",
+            };
             return errno;
         }
-
-        var attachment = buffer.Attach(Device, out errno);
-        if (attachment is null)
-        {
-            buffer.Put();
-            reason = "the exporter refused the attachment";
-            return errno;
-        }
-
-        var table = buffer.MapAttachment(attachment, DmaDirection.ToDevice, out errno);
-        if (table is null)
-        {
-            buffer.Detach(attachment);
-            buffer.Put();
-            reason = "the exporter could not map the buffer for the engine";
-            return errno;
-        }
+        var (buffer, attachment, table) = (mapping.Buffer, mapping.Attachment, mapping.Table);
 
         long frameBytes = ((long)stride * (height - 1)) + (width * 4L);
         if (table.Segments.Count != 1 || table.Segments[0].Length < frameBytes)
@@ -126,9 +115,7 @@ public sealed class ScanoutEngine : IDisposable
             reason = table.Segments.Count != 1
                 ? $"the dma-buf maps to {table.Segments.Count} DMA segments; the scan-out engine needs one contiguous segment (export it with GNTDEV_DMA_FLAG_WC or GNTDEV_DMA_FLAG_COHERENT)"
                 : $"the dma-buf holds {table.Segments[0].Length} bytes; a {width}x{height} frame with stride {stride} needs {frameBytes}";
-            buffer.UnmapAttachment(attachment, table, DmaDirection.ToDevice);
-            buffer.Detach(attachment);
-            buffer.Put();
+            mapping.Dispose();
             return -Errno.EINVAL;
         }
 

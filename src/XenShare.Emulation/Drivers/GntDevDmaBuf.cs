@@ -69,9 +69,7 @@ internal sealed class GntDevDmaBuf
     private sealed class Import : IChained<Import>
     {
         public required uint Fd;
-        public required DmaBufObject Buffer;
-        public required DmaBufAttachment Attachment;
-        public required SgTable Table;
+        public required DmaBufMapping Mapping;
         public required uint[] Refs;
         public required GuestFrame[] Frames;
         public Import? Older { get; set; }
@@ -276,13 +274,12 @@ internal sealed class GntDevDmaBuf
         if (!_file.CountOk(op.count)) return -Errno.EINVAL;                                     // EI01
         if ((long)refsAt + 4L * op.count > arg.Length) return -Errno.EFAULT;
         int count = (int)op.count;
-        var buffer = DmaBufObject.Get(caller, (int)op.fd, out int errno);
-        if (buffer is null) return errno;                                                       // EI01: EBADF / EINVAL
         var device = _file.Device;
-        var att = buffer.Attach(device, out errno);                                             // EI02
-        if (att is null) { buffer.Put(); return errno; }
-        var table = buffer.MapAttachment(att, DmaDirection.Bidirectional, out errno);
-        if (table is null) { buffer.Detach(att); buffer.Put(); return errno; }
+        // EI01 (EBADF / EINVAL), EI02: attach and map DMA_BIDIRECTIONAL, held until release; an exporter's
+        // refusal is returned as is.
+        var mapping = DmaBufMapping.Import(caller, (int)op.fd, device, DmaDirection.Bidirectional, out int errno, out _);
+        if (mapping is null) return errno;
+        var (buffer, table) = (mapping.Buffer, mapping.Table);
         int rc = 0;
         GuestFrame[]? frames = null;
         if (table.Segments.Count == 0 || table.Segments[0].Offset != 0) rc = -Errno.EINVAL;     // EI03
@@ -304,13 +301,11 @@ internal sealed class GntDevDmaBuf
         if (rc == 0) rc = Kernel.Grants.Allocate(refs);                                         // EI04: ENOSPC
         if (rc < 0)
         {
-            buffer.UnmapAttachment(att, table, DmaDirection.Bidirectional);
-            buffer.Detach(att);
-            buffer.Put();
+            mapping.Dispose();
             return rc;
         }
         for (int i = 0; i < count; i++) Kernel.Grants.Grant(refs[i], new DomainId((ushort)op.domid), frames![i], readOnly: false);
-        var import = new Import { Fd = op.fd, Buffer = buffer, Attachment = att, Table = table, Refs = refs, Frames = frames! };
+        var import = new Import { Fd = op.fd, Mapping = mapping, Refs = refs, Frames = frames! };
         lock (_lock) Push(_imports, op.fd, import);
         refs.AsSpan().CopyTo(MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count)));
         return 0;
@@ -340,9 +335,7 @@ internal sealed class GntDevDmaBuf
             Kernel.GetPage(page);
             Kernel.Grants.EndAccess(import.Refs[i], () => Kernel.PutPage(page));
         }
-        import.Buffer.UnmapAttachment(import.Attachment, import.Table, DmaDirection.Bidirectional);
-        import.Buffer.Detach(import.Attachment);
-        import.Buffer.Put();
+        import.Mapping.Dispose();
     }
 
     /// <summary>EI11: closing the gntdev file releases every import.</summary>

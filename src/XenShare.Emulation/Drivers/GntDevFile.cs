@@ -262,28 +262,10 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
                     g = default;
                     g.Flags = (ushort)(seg.flags & (GntCopy.source_gref | GntCopy.dest_gref));
                     int chunk = seg.len - done;
-                    if (srcG) g.Source = new GnttabCopyPtr { RefOrGfn = seg.source.foreign.@ref, Domain = new DomainId(seg.source.foreign.domid), Offset = (ushort)(seg.source.foreign.offset + done) };
-                    else
-                    {
-                        long va = (long)seg.source.virt + done;
-                        int off = (int)(va & 4095);
-                        chunk = Math.Min(chunk, 4096 - off);
-                        rc = caller.PinUserPage(va, write: false, out var gfn);
-                        if (rc < 0) return rc;
-                        pinned[npinned++] = gfn;
-                        g.Source = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
-                    }
-                    if (dstG) g.Dest = new GnttabCopyPtr { RefOrGfn = seg.dest.foreign.@ref, Domain = new DomainId(seg.dest.foreign.domid), Offset = (ushort)(seg.dest.foreign.offset + done) };
-                    else
-                    {
-                        long va = (long)seg.dest.virt + done;
-                        int off = (int)(va & 4095);
-                        chunk = Math.Min(chunk, 4096 - off);
-                        rc = caller.PinUserPage(va, write: true, out var gfn);
-                        if (rc < 0) return rc;
-                        pinned[npinned++] = gfn;
-                        g.Dest = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
-                    }
+                    rc = Operand(caller, seg.source, srcG, write: false, done, ref chunk, pinned, ref npinned, out g.Source);
+                    if (rc < 0) return rc;
+                    rc = Operand(caller, seg.dest, dstG, write: true, done, ref chunk, pinned, ref npinned, out g.Dest);
+                    if (rc < 0) return rc;
                     g.Len = (ushort)chunk;
                     done += chunk;
                     nops++;
@@ -301,6 +283,26 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
             rc = caller.CopyToUser(userSegs + s * segSize + 20, st);                              // status @20
             if (rc < 0) return rc;
         }
+        return 0;
+    }
+
+    /// <summary>One side of a copy chunk starting <paramref name="done"/> bytes into the segment: a foreign
+    /// grant as given, or a local address resolved to its pinned page (the chunk then stops at the page end).</summary>
+    private static int Operand(GuestProcess caller, in gntdev_grant_copy_ptr side, bool foreign, bool write, int done,
+        ref int chunk, Span<GuestFrame> pinned, ref int npinned, out GnttabCopyPtr ptr)
+    {
+        if (foreign)
+        {
+            ptr = new GnttabCopyPtr { RefOrGfn = side.foreign.@ref, Domain = new DomainId(side.foreign.domid), Offset = (ushort)(side.foreign.offset + done) };
+            return 0;
+        }
+        long va = (long)side.virt + done;
+        int off = (int)(va & 4095);
+        chunk = Math.Min(chunk, 4096 - off);
+        int rc = caller.PinUserPage(va, write, out var gfn);
+        if (rc < 0) { ptr = default; return rc; }
+        pinned[npinned++] = gfn;
+        ptr = new GnttabCopyPtr { RefOrGfn = gfn.Value, Domain = DomainId.Self, Offset = (ushort)off };
         return 0;
     }
 
