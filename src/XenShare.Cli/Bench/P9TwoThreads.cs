@@ -16,7 +16,7 @@ internal sealed class P9TwoThreads : BenchTarget
         using var fx = new DmaBufFixture(16, guests: 2);
         var lanes = new (GrantDevice Gnt, GrantRef[] Refs, DomainId DomU)[2];
         for (int i = 0; i < 2; i++) lanes[i] = (GrantDevice.Open(fx.StartDom0Process()), fx.Refs(i), fx.Guests[i].Id);
-        int cycles = Math.Max(100, options.Scale(3000));
+        int cycles = Math.Max(100, options.Scale(20000));
 
         void Loop(int lane)
         {

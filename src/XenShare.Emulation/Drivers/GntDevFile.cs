@@ -112,7 +112,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     private void FreePages(GrantMap map)
     {
         if (map.DmaBacked) DmaBuf.FreeDmaBacking(map);
-        else foreach (var g in map.Pages) Kernel.Unpopulated.Free(g);
+        else Kernel.Unpopulated.FreeMany(map.Pages);
     }
 
     /// <summary>Maps every grant of the map into its pages (gntdev_map_grant_pages). All or nothing:

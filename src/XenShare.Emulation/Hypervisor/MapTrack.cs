@@ -3,14 +3,21 @@ namespace XenShare.Emulation.Hypervisor;
 /// <summary>
 /// A mapping domain's maptrack table (GT04): one handle per live grant mapping, in frames of
 /// <see cref="HandlesPerFrame"/> up to a maximum (default 1024 frames x 256 = 262 144). Frames never move
-/// once allocated, so a freshly allocated handle is filled in without the lock.
+/// once allocated, so a freshly allocated handle is filled in without a lock.
 /// </summary>
-/// <remarks>Lock: <c>_lock</c> guards the free list and the take/release of handles; a leaf lock (no
-/// grant-table lock is taken while holding it). Batch calls take it once per batch.</remarks>
+/// <remarks>
+/// Locks: like Xen's per-vCPU maptrack free lists, the free handles are split over a few shards, each
+/// with its own lock; a thread allocates from its home shard (threads numbered as they first come, ThreadShard) and a handle returns
+/// to the shard that owns its frame, so threads mapping in parallel (two gntdev files of one domain, P9)
+/// do not contend. <c>_growLock</c> serialises adding frames. Both are leaves: no grant-table lock is
+/// taken while holding them, and a shard lock is never held with another shard lock.
+/// </remarks>
 internal sealed class MapTrack
 {
     /// <summary>Handles per maptrack frame.</summary>
     public const int HandlesPerFrame = 256;
+
+    private const int ShardCount = 4;
 
     internal struct Entry
     {
@@ -22,15 +29,25 @@ internal sealed class MapTrack
         public int NextFree;
     }
 
-    private readonly object _lock = new();
+    private sealed class Shard
+    {
+        public readonly object Lock = new();
+        public int FreeHead = -1;
+    }
+
+    private readonly object _growLock = new();
     private readonly Entry[][] _frames;
+    private readonly byte[] _frameShard;
+    private readonly Shard[] _shards;
     private int _nrFrames;
-    private int _freeHead = -1;
     private int _inUse;
 
     internal MapTrack(int maxFrames)
     {
         _frames = new Entry[maxFrames][];
+        _frameShard = new byte[maxFrames];
+        _shards = new Shard[ShardCount];
+        for (int i = 0; i < ShardCount; i++) _shards[i] = new Shard();
         MaxHandles = maxFrames * HandlesPerFrame;
     }
 
@@ -43,46 +60,65 @@ internal sealed class MapTrack
 
     private ref Entry At(int handle) => ref _frames[handle / HandlesPerFrame][handle % HandlesPerFrame];
 
+    private static int HomeShard => ThreadShard.Home(ShardCount);
+
+    private Shard OwnerOf(int handle) => _shards[_frameShard[handle / HandlesPerFrame]];
+
     /// <summary>Allocates a handle, or -1 when the table is exhausted.</summary>
     public int Allocate()
     {
-        lock (_lock) return AllocateLocked();
-    }
-
-    /// <summary>Allocates up to handles.Length handles under one lock; returns how many it got.</summary>
-    public int AllocateMany(Span<int> handles)
-    {
-        lock (_lock)
-        {
-            for (int i = 0; i < handles.Length; i++)
-            {
-                int h = AllocateLocked();
-                if (h < 0) return i;
-                handles[i] = h;
-            }
-            return handles.Length;
-        }
-    }
-
-    private int AllocateLocked()
-    {
         if (Faults?.ShouldFail(FaultPoint.MapTrack) == true) return -1;
-        if (_freeHead < 0 && !Grow()) return -1;
-        int h = _freeHead;
-        _freeHead = At(h).NextFree;
-        _inUse++;
+        int home = HomeShard;
+        int h = Pop(_shards[home]);
+        if (h < 0 && Grow(home)) h = Pop(_shards[home]);
+        for (int i = 1; h < 0 && i < ShardCount; i++) h = Pop(_shards[(home + i) % ShardCount]);   // steal
+        if (h >= 0) Interlocked.Increment(ref _inUse);
         return h;
     }
 
-    private bool Grow()
+    /// <summary>Allocates up to handles.Length handles; returns how many it got.</summary>
+    public int AllocateMany(Span<int> handles)
     {
-        if (_nrFrames >= _frames.Length) return false;
-        var frame = new Entry[HandlesPerFrame];
-        int baseHandle = _nrFrames * HandlesPerFrame;
-        for (int i = HandlesPerFrame - 1; i >= 0; i--) { frame[i].NextFree = _freeHead; _freeHead = baseHandle + i; }
-        _frames[_nrFrames] = frame;
-        _nrFrames++;
-        return true;
+        for (int i = 0; i < handles.Length; i++)
+        {
+            int h = Allocate();
+            if (h < 0) return i;
+            handles[i] = h;
+        }
+        return handles.Length;
+    }
+
+    private int Pop(Shard shard)
+    {
+        lock (shard.Lock)
+        {
+            int h = shard.FreeHead;
+            if (h >= 0) shard.FreeHead = At(h).NextFree;
+            return h;
+        }
+    }
+
+    /// <summary>Adds a frame whose handles go to shard <paramref name="shard"/>; false at the maximum.</summary>
+    private bool Grow(int shard)
+    {
+        lock (_growLock)
+        {
+            int n = _nrFrames;
+            if (n >= _frames.Length) return false;
+            var frame = new Entry[HandlesPerFrame];
+            int baseHandle = n * HandlesPerFrame;
+            for (int i = 0; i < HandlesPerFrame - 1; i++) frame[i].NextFree = baseHandle + i + 1;
+            _frames[n] = frame;
+            _frameShard[n] = (byte)shard;
+            Volatile.Write(ref _nrFrames, n + 1);
+            var s = _shards[shard];
+            lock (s.Lock)
+            {
+                frame[HandlesPerFrame - 1].NextFree = s.FreeHead;
+                s.FreeHead = baseHandle;
+            }
+            return true;
+        }
     }
 
     /// <summary>Fills a handle returned by <see cref="Allocate"/>; the granter is published last.</summary>
@@ -97,28 +133,25 @@ internal sealed class MapTrack
     }
 
     /// <summary>Takes a live entry out (unmap): false for an unknown or free handle (GT08). The check and
-    /// the removal are one step, so a handle is unmapped at most once.</summary>
+    /// the removal are one step under the owning shard's lock, so a handle is unmapped at most once.</summary>
     public bool TryTake(int handle, ulong hostAddr, ulong devBusAddr, out Entry e, out short status)
     {
-        lock (_lock) return TryTakeLocked(handle, hostAddr, devBusAddr, out e, out status);
-    }
-
-    /// <summary>The lock, for batch unmaps that take several handles in one go.</summary>
-    public object SyncRoot => _lock;
-
-    /// <summary><see cref="TryTake"/> with <see cref="SyncRoot"/> held.</summary>
-    public bool TryTakeLocked(int handle, ulong hostAddr, ulong devBusAddr, out Entry e, out short status)
-    {
         e = default;
-        if (handle < 0 || handle >= _nrFrames * HandlesPerFrame || Volatile.Read(ref At(handle).Granter) is null)
+        if (handle < 0 || handle >= Volatile.Read(ref _nrFrames) * HandlesPerFrame)
         {
             status = Abi.GntSt.bad_handle;
             return false;
         }
-        e = At(handle);
-        if (devBusAddr != 0 && devBusAddr != (e.Mfn << 12)) { status = Abi.GntSt.bad_dev_addr; return false; }
-        if (hostAddr != 0 && hostAddr != e.HostAddr) { status = Abi.GntSt.bad_virt_addr; return false; }
-        ReleaseLocked(handle);
+        var shard = OwnerOf(handle);
+        lock (shard.Lock)
+        {
+            if (Volatile.Read(ref At(handle).Granter) is null) { status = Abi.GntSt.bad_handle; return false; }
+            e = At(handle);
+            if (devBusAddr != 0 && devBusAddr != (e.Mfn << 12)) { status = Abi.GntSt.bad_dev_addr; return false; }
+            if (hostAddr != 0 && hostAddr != e.HostAddr) { status = Abi.GntSt.bad_virt_addr; return false; }
+            PushLocked(shard, handle);
+        }
+        Interlocked.Decrement(ref _inUse);
         status = Abi.GntSt.okay;
         return true;
     }
@@ -126,30 +159,31 @@ internal sealed class MapTrack
     /// <summary>Returns a handle allocated by <see cref="Allocate"/> that was never filled.</summary>
     public void Free(int handle)
     {
-        lock (_lock) ReleaseLocked(handle);
+        var shard = OwnerOf(handle);
+        lock (shard.Lock) PushLocked(shard, handle);
+        Interlocked.Decrement(ref _inUse);
     }
 
-    /// <summary>Returns several unfilled handles under one lock.</summary>
+    /// <summary>Returns several unfilled handles.</summary>
     public void FreeMany(ReadOnlySpan<int> handles)
     {
-        lock (_lock) foreach (int h in handles) ReleaseLocked(h);
+        foreach (int h in handles) Free(h);
     }
 
-    private void ReleaseLocked(int handle)
+    private void PushLocked(Shard shard, int handle)
     {
         ref var e = ref At(handle);
         e = default;
-        e.NextFree = _freeHead;
-        _freeHead = handle;
-        _inUse--;
+        e.NextFree = shard.FreeHead;
+        shard.FreeHead = handle;
     }
 
-    /// <summary>Snapshot of the live handles (domain teardown).</summary>
+    /// <summary>Snapshot of the live handles (domain teardown; no map runs concurrently).</summary>
     public List<int> LiveHandles()
     {
         var list = new List<int>();
-        lock (_lock)
-            for (int i = 0; i < _nrFrames * HandlesPerFrame; i++) if (At(i).Granter is not null) list.Add(i);
+        int n = Volatile.Read(ref _nrFrames) * HandlesPerFrame;
+        for (int i = 0; i < n; i++) if (Volatile.Read(ref At(i).Granter) is not null) list.Add(i);
         return list;
     }
 }

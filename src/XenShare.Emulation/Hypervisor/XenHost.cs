@@ -10,7 +10,7 @@ namespace XenShare.Emulation.Hypervisor;
 /// <remarks>
 /// Locks, in the order they may be taken: <c>_domainLock</c> (domain create/destroy, zombie list) &lt;
 /// a domain's <see cref="GrantTable"/> lock &lt; <see cref="MachineMemory"/>'s allocator lock. A
-/// maptrack lock is a leaf taken alone. <c>_eventLock</c> (all event channels) is taken alone; upcalls
+/// maptrack shard lock is a leaf taken alone. <c>_eventLock</c> (all event channels) is taken alone; upcalls
 /// into kernels are made after releasing it. Grant map/unmap/copy hold at most one lock at a time.
 /// </remarks>
 public sealed class XenHost : IDisposable
@@ -134,8 +134,7 @@ public sealed class XenHost : IDisposable
     }
 
     /// <summary>GNTTABOP_map_grant_ref over a batch; each op gets its own status, exactly as
-    /// <see cref="MapOne"/> would give it. Runs of ops on the same granter share one maptrack lock and
-    /// one grant-table lock (P1).</summary>
+    /// <see cref="MapOne"/> would give it. Runs of ops on the same granter share one grant-table lock (P1).</summary>
     public void MapGrantRefs(Domain caller, Span<GnttabMapGrantRef> ops)
     {
         ArgumentNullException.ThrowIfNull(caller);
@@ -239,7 +238,7 @@ public sealed class XenHost : IDisposable
         return op.Status = GntSt.okay;
     }
 
-    /// <summary>GNTTABOP_unmap_grant_ref over a batch: handles are taken under one maptrack lock, and runs
+    /// <summary>GNTTABOP_unmap_grant_ref over a batch: handles are taken from their maptrack shards, and runs
     /// on the same granter are unpinned under one grant-table lock (P1). Statuses as <see cref="UnmapOne"/>.</summary>
     public void UnmapGrantRefs(Domain caller, Span<GnttabUnmapGrantRef> ops)
     {
@@ -253,12 +252,11 @@ public sealed class XenHost : IDisposable
             int n = Math.Min(Chunk, ops.Length - start);
             buffer ??= System.Buffers.ArrayPool<MapTrack.Entry>.Shared.Rent(Chunk);
             taken = buffer.AsSpan(0, n);
-            lock (caller.MapTrack.SyncRoot)
-                for (int i = 0; i < n; i++)
-                {
-                    ref var op = ref ops[start + i];
-                    caller.MapTrack.TryTakeLocked(op.Handle, op.HostAddr, op.DevBusAddr, out taken[i], out op.Status);
-                }
+            for (int i = 0; i < n; i++)
+            {
+                ref var op = ref ops[start + i];
+                caller.MapTrack.TryTake(op.Handle, op.HostAddr, op.DevBusAddr, out taken[i], out op.Status);
+            }
             for (int i = 0; i < n; i++)
                 if (ops[start + i].Status == GntSt.okay && (taken[i].Flags & GntMap.host_map) != 0)
                     caller.P2M.TryRemoveForeign(new GuestFrame(taken[i].HostAddr >> 12), new MachineFrame(taken[i].Mfn));
