@@ -341,11 +341,21 @@ public sealed class XenHost : IDisposable
                 if (!pinned[k]) continue;
                 ref var op = ref ops[i + k];
                 bool dstGref = (op.Flags & GntCopy.dest_gref) != 0;
-                short st = AcquireCopyOperand(caller, op.Dest, dstGref, write: true, out var dstDom, out var dstMfn);
-                if (st == GntSt.okay)
+                short st;
+                if (!dstGref && (op.Dest.Domain == caller.Id || op.Dest.Domain.Value == GrantTableConstants.DOMID_SELF))
                 {
-                    Memory.FrameSpan(new MachineFrame(srcMfns[k])).Slice(op.Source.Offset, op.Len).CopyTo(Memory.FrameSpan(dstMfn).Slice(op.Dest.Offset, op.Len));
-                    ReleaseCopyOperand(dstDom, op.Dest, dstGref, write: true, dstMfn);
+                    // The common backend case, a local frame: resolved through the caller's P2M directly.
+                    st = caller.P2M.TryGet(new GuestFrame(op.Dest.RefOrGfn), out var local, out bool foreign) && !foreign ? GntSt.okay : GntSt.general_error;
+                    if (st == GntSt.okay) CopyBytes(new MachineFrame(srcMfns[k]), op.Source.Offset, local, op.Dest.Offset, op.Len);
+                }
+                else
+                {
+                    st = AcquireCopyOperand(caller, op.Dest, dstGref, write: true, out var dstDom, out var dstMfn);
+                    if (st == GntSt.okay)
+                    {
+                        CopyBytes(new MachineFrame(srcMfns[k]), op.Source.Offset, dstMfn, op.Dest.Offset, op.Len);
+                        ReleaseCopyOperand(dstDom, op.Dest, dstGref, write: true, dstMfn);
+                    }
                 }
                 op.Status = st;
             }
@@ -360,6 +370,9 @@ public sealed class XenHost : IDisposable
             i = end;
         }
     }
+
+    private unsafe void CopyBytes(MachineFrame src, int srcOffset, MachineFrame dst, int dstOffset, int length) =>
+        Buffer.MemoryCopy(Memory.FramePointer(src) + srcOffset, Memory.FramePointer(dst) + dstOffset, MachineMemory.PageSize - dstOffset, length);
 
     /// <summary>A copy whose source is a grant and whose arguments pass the checks made before any
     /// operand is looked at (so batching cannot change its status).</summary>
