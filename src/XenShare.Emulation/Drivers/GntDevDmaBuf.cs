@@ -230,7 +230,9 @@ internal sealed class GntDevDmaBuf
         // EW04: the event is set by release; a release that raced the lookup has already set it.
         // EW06: not interruptible.
         int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
-        return export.Released.Wait(ms) ? 0 : -Errno.ETIMEDOUT;                                  // EW03
+        Kernel.EnterReleaseWait();
+        try { return export.Released.Wait(ms) ? 0 : -Errno.ETIMEDOUT; }                          // EW03
+        finally { Kernel.LeaveReleaseWait(); }
     }
 
     /// <summary>The asynchronous form of <see cref="WaitReleased"/>: same lookup and results, no thread

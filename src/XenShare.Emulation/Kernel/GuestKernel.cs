@@ -60,6 +60,20 @@ public sealed class GuestKernel : IDomainSink
     internal GrantReferences Grants { get; }
     internal PollWaitQueue PollQueue { get; } = new();
 
+    private readonly ConcurrentDictionary<int, int> _releaseWaiters = new();
+
+    /// <summary>Whether the thread with this managed id is inside a blocking EXP_WAIT_RELEASED that found
+    /// its export (so tests can tell that a waiter is waiting instead of guessing by time).</summary>
+    public bool IsInReleaseWait(int managedThreadId) => _releaseWaiters.ContainsKey(managedThreadId);
+
+    internal void EnterReleaseWait() => _releaseWaiters.AddOrUpdate(Environment.CurrentManagedThreadId, 1, static (_, n) => n + 1);
+
+    internal void LeaveReleaseWait()
+    {
+        int id = Environment.CurrentManagedThreadId;
+        if (_releaseWaiters.AddOrUpdate(id, 0, static (_, n) => n - 1) <= 0) _releaseWaiters.TryRemove(id, out _);
+    }
+
     /// <summary>Grant refs in use by this kernel.</summary>
     public int GrantRefsInUse => Grants.InUse;
 

@@ -171,24 +171,18 @@ public abstract class DmaBufTest : EmulatorTest
         return (t, tcs.Task);
     }
 
-    /// <summary>Spins until <paramref name="t"/> has been blocked (WaitSleepJoin) for 20 ms in a row: it is
-    /// then inside the wait (callers warm the path up first, so no JIT lock is involved).</summary>
-    protected static void WaitUntilBlocked(Thread t)
+    /// <summary>Waits until <paramref name="t"/> is inside a blocking EXP_WAIT_RELEASED in dom0 that found
+    /// its export (the kernel tracks them by thread), or has ended. Exact: such a waiter returns 0 when the
+    /// buffer is released, never ENOENT. Yields while waiting; fails after 30 s.</summary>
+    protected void WaitUntilBlocked(Thread t)
     {
         var total = System.Diagnostics.Stopwatch.StartNew();
-        var blocked = new System.Diagnostics.Stopwatch();
-        while (total.Elapsed < TimeSpan.FromSeconds(30))
+        while (!Dom0.Kernel.IsInReleaseWait(t.ManagedThreadId))
         {
             if (!t.IsAlive) return;
-            if ((t.ThreadState & ThreadState.WaitSleepJoin) != 0)
-            {
-                if (!blocked.IsRunning) blocked.Restart();
-                if (blocked.ElapsedMilliseconds >= 20) return;
-            }
-            else blocked.Reset();
+            if (total.Elapsed > TimeSpan.FromSeconds(30)) Assert.Fail("the waiter never entered its wait");
             Thread.Yield();
         }
-        Assert.Fail("the waiter never blocked");
     }
 
     protected static readonly TimeSpan Generous = TimeSpan.FromSeconds(60);
