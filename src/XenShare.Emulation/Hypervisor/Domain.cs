@@ -17,6 +17,10 @@ public sealed class Domain
         Events = new EventChannelTable();
     }
 
+    /// <summary>Unique per domain ever created on the host (domain ids are reused; this is not): the
+    /// owner a machine frame's data belongs to, for scrubbing across owners.</summary>
+    internal int Token { get; init; }
+
     /// <summary>The domain id.</summary>
     public DomainId Id { get; }
 

@@ -25,13 +25,15 @@ public sealed unsafe class GrantTable
     private readonly object _lock = new();
     private readonly MachineMemory _memory;
     private readonly DomainId _owner;
+    private readonly int _ownerToken;
     private readonly MachineFrame[] _frames;
     private ActiveEntry[] _active;
     private volatile int _nrFrames;
     private int _activePins;
 
-    internal GrantTable(MachineMemory memory, DomainId owner, int maxFrames)
+    internal GrantTable(MachineMemory memory, DomainId owner, int maxFrames, int ownerToken = 0)
     {
+        _ownerToken = ownerToken;
         _memory = memory;
         _owner = owner;
         MaxFrames = maxFrames;
@@ -66,7 +68,7 @@ public sealed unsafe class GrantTable
             int have = _nrFrames;
             for (int i = have; i < nrFrames; i++)
             {
-                if (!_memory.TryAllocate(_owner, out var f))
+                if (!_memory.TryAllocate(_owner, _ownerToken, out var f))
                 {
                     for (int j = have; j < i; j++) _memory.Put(_frames[j]);
                     return false;

@@ -7,7 +7,9 @@ namespace XenShare.Emulation.Hypervisor;
 /// <summary>
 /// The host's machine memory: <see cref="FrameCount"/> 4 KiB frames in one memfd, mapped once as the
 /// hypervisor's direct map. Frames carry an owner and a reference count (Xen's page refcount): a frame
-/// returns to the free pool, scrubbed, when its count drops to zero.
+/// returns to the free pool when its count drops to zero, and is scrubbed before it is handed to a
+/// different domain (Xen scrubs freed pages; doing it at the next allocation, and only across owners,
+/// keeps a domain's own decrease/populate reservation cycle - a WC export and its release - cheap, P2).
 /// </summary>
 /// <remarks>
 /// Lock: <c>_allocLock</c> protects the free bitmap and the free count; it is a leaf (nothing else is
@@ -22,6 +24,7 @@ public sealed unsafe class MachineMemory : IDisposable
     private readonly ulong[] _used;          // 1 bit per frame, 1 = allocated
     private readonly int[] _refCount;
     private readonly ushort[] _owner;
+    private readonly int[] _lastOwnerToken;   // 0 clean, -1 unknown holder, else the domain instance's token
     private readonly int _memFd;
     private byte* _base;
     private long _freeCount;
@@ -52,6 +55,7 @@ public sealed unsafe class MachineMemory : IDisposable
         _used = new ulong[(frameCount + 63) / 64];
         _refCount = new int[frameCount];
         _owner = new ushort[frameCount];
+        _lastOwnerToken = new int[frameCount];
         _freeCount = frameCount;
         // Frame 0 is never handed out so that a zero MFN can mean "none" in diagnostics.
         _used[0] = 1;
@@ -95,8 +99,21 @@ public sealed unsafe class MachineMemory : IDisposable
     /// <summary>The reference count of a frame (0 = free).</summary>
     public int RefCountOf(MachineFrame frame) { CheckFrame(frame); return Volatile.Read(ref _refCount[frame.Value]); }
 
-    /// <summary>Allocates one frame for <paramref name="owner"/> with reference count 1, or returns false.</summary>
-    public bool TryAllocate(DomainId owner, out MachineFrame frame)
+    /// <summary>Allocates one frame for <paramref name="owner"/> with reference count 1, or returns false.
+    /// The frame is scrubbed unless it is clean.</summary>
+    public bool TryAllocate(DomainId owner, out MachineFrame frame) => TryAllocate(owner, 0, out frame);
+
+    /// <summary>Allocates one frame for the domain instance <paramref name="ownerToken"/> (unique per domain
+    /// ever created; 0 = unknown). The frame is scrubbed unless it is clean or last held data of that same
+    /// domain instance.</summary>
+    internal bool TryAllocate(DomainId owner, int ownerToken, out MachineFrame frame)
+    {
+        if (!TryAllocateUnscrubbed(owner, out frame)) return false;
+        ScrubFor(frame, ownerToken);
+        return true;
+    }
+
+    private bool TryAllocateUnscrubbed(DomainId owner, out MachineFrame frame)
     {
         frame = default;
         if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
@@ -142,11 +159,22 @@ public sealed unsafe class MachineMemory : IDisposable
                 _freeCount -= count;
                 first = new MachineFrame((ulong)start);
                 for (int g = start; g <= f; g++) Claim(new MachineFrame((ulong)g), owner);
-                return true;
+                break;
             }
         }
-        first = default;
-        return false;
+        if (first.Value == 0) return false;
+        for (int i = 0; i < count; i++) ScrubFor(new MachineFrame(first.Value + (ulong)i), 0);
+        return true;
+    }
+
+    /// <summary>Scrubs a freshly claimed frame unless it is clean or last held data of the same domain
+    /// instance, and records the new holder. Only the allocating thread touches the frame here.</summary>
+    private void ScrubFor(MachineFrame frame, int ownerToken)
+    {
+        ref int last = ref _lastOwnerToken[frame.Value];
+        if (last != 0 && (ownerToken == 0 || last != ownerToken))
+            new Span<byte>(_base + (long)frame.Value * PageSize, PageSize).Clear();
+        last = ownerToken == 0 ? -1 : ownerToken;
     }
 
     private void Claim(MachineFrame frame, DomainId owner)
@@ -163,16 +191,14 @@ public sealed unsafe class MachineMemory : IDisposable
         if (after <= 1) throw new InvalidOperationException($"get of free frame {frame}");
     }
 
-    /// <summary>Drops a reference; the frame is scrubbed and freed when the count reaches zero.
-    /// Returns true when this call freed it.</summary>
+    /// <summary>Drops a reference; the frame is freed when the count reaches zero (and scrubbed when it is
+    /// next allocated to another domain). Returns true when this call freed it.</summary>
     public bool Put(MachineFrame frame)
     {
         CheckFrame(frame);
         int after = Interlocked.Decrement(ref _refCount[frame.Value]);
         if (after < 0) throw new InvalidOperationException($"put of free frame {frame}");
         if (after > 0) return false;
-        // Xen scrubs freed pages so that no data crosses domains.
-        new Span<byte>(_base + (long)frame.Value * PageSize, PageSize).Clear();
         lock (_allocLock)
         {
             int f = (int)frame.Value;

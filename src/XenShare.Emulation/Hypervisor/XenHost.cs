@@ -20,6 +20,7 @@ public sealed class XenHost : IDisposable
     private readonly ConcurrentDictionary<ushort, Domain> _domains = new();
     private readonly List<Domain> _zombies = new();
     private readonly long _initialFreeFrames;
+    private int _nextDomainToken;   // guarded by _domainLock: a unique id per domain ever created
     private bool _disposed;
 
     /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory (default 1 GiB).</summary>
@@ -49,12 +50,13 @@ public sealed class XenHost : IDisposable
         {
             ushort id = config.Id?.Value ?? NextFreeId();
             if (id >= GrantTableConstants.DOMID_SELF || _domains.ContainsKey(id)) throw new ArgumentException($"domain id {id} is in use or invalid");
-            var grants = new GrantTable(Memory, new DomainId(id), config.MaxGrantFrames);
-            var d = new Domain(new DomainId(id), config.Type, config.RamPages, config.UnpopulatedPages, grants, config.MaptrackFrames);
+            int token = ++_nextDomainToken;
+            var grants = new GrantTable(Memory, new DomainId(id), config.MaxGrantFrames, token);
+            var d = new Domain(new DomainId(id), config.Type, config.RamPages, config.UnpopulatedPages, grants, config.MaptrackFrames) { Token = token };
             d.MapTrack.Faults = Faults;
             for (int g = 0; g < config.RamPages; g++)
             {
-                if (!Memory.TryAllocate(d.Id, out var mfn))
+                if (!Memory.TryAllocate(d.Id, d.Token, out var mfn))
                 {
                     ReleaseRam(d, g);
                     grants.Free();
@@ -448,7 +450,7 @@ public sealed class XenHost : IDisposable
     {
         ArgumentNullException.ThrowIfNull(caller);
         if (gfn.Value >= (ulong)caller.P2M.Size || caller.P2M.TryGet(gfn, out _, out _)) return false;
-        if (!Memory.TryAllocate(caller.Id, out var mfn)) return false;
+        if (!Memory.TryAllocate(caller.Id, caller.Token, out var mfn)) return false;
         caller.P2M.SetRam(gfn, mfn);
         return true;
     }
