@@ -50,8 +50,13 @@ command -v make >/dev/null || need+=(make)
 command -v gzip >/dev/null || need+=(gzip)
 if [ ${#need[@]} -gt 0 ]; then
     step "installing host tools: ${need[*]}"
-    apt-get update -q || die "apt-get update failed (no network to the Debian mirror?)"
-    apt-get install -y -q --no-install-recommends "${need[@]}" || die "apt-get install ${need[*]} failed"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "host tools missing (${need[*]}) and not root: install them or run as root"
+        SUDO="sudo -n"
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q || die "apt-get update failed (no network to the Debian mirror?)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" || die "apt-get install ${need[*]} failed"
 fi
 
 # ------------------------------------------------------------------ 2. arm64 lists, kernel ABI
