@@ -47,14 +47,15 @@ internal sealed class GntDevDmaBuf
         T? Older { get; set; }
     }
 
-    // Not disposed on purpose: a waiter that timed out may still hold the event, and the event only has
-    // an OS handle if someone blocked long enough; the GC finalizes it.
-    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "see comment")]
+    // The event is not disposed on purpose: a waiter that timed out may still hold it, and it only has an
+    // OS handle if someone blocked long enough; the GC finalizes it.
     private sealed class Export : IChained<Export>
     {
         public required GrantMap Map;
         public required uint Fd;
-        public readonly ManualResetEventSlim Released = new(false);
+        /// <summary>Set at release for blocking waiters; created by the first one (under the lock), so an
+        /// export nobody waits for costs no event (P7).</summary>
+        public ManualResetEventSlim? Released;
         /// <summary>Completed at release for asynchronous waiters; created by the first one (under the lock).</summary>
         public TaskCompletionSource? ReleasedAsync;
         public Export? Older { get; set; }
@@ -210,12 +211,15 @@ internal sealed class GntDevDmaBuf
     {
         DropMap(export.Map);
         TaskCompletionSource? asyncWaiters;
+        ManualResetEventSlim? waiters;
         lock (_lock)
         {
+            // Waiters register under this lock before we unlink, or find nothing (ENOENT): none is lost.
             Unlink(_exports, export.Fd, export);
             asyncWaiters = export.ReleasedAsync;
+            waiters = export.Released;
         }
-        export.Released.Set();
+        waiters?.Set();
         asyncWaiters?.TrySetResult();
         _file.Put();
     }
@@ -224,14 +228,17 @@ internal sealed class GntDevDmaBuf
     {
         if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) return -Errno.EFAULT;
         var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
-        Export? export;
-        lock (_lock) _exports.TryGetValue(op.fd, out export);                                   // EW01: newest first
-        if (export is null) return -Errno.ENOENT;
-        // EW04: the event is set by release; a release that raced the lookup has already set it.
+        ManualResetEventSlim released;
+        lock (_lock)
+        {
+            if (!_exports.TryGetValue(op.fd, out var export)) return -Errno.ENOENT;             // EW01: newest first
+            // EW04: registered under the lock release takes to unlink, so release will set it.
+            released = export.Released ??= new ManualResetEventSlim(false);
+        }
         // EW06: not interruptible.
         int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
         Kernel.EnterReleaseWait();
-        try { return export.Released.Wait(ms) ? 0 : -Errno.ETIMEDOUT; }                          // EW03
+        try { return released.Wait(ms) ? 0 : -Errno.ETIMEDOUT; }                                 // EW03
         finally { Kernel.LeaveReleaseWait(); }
     }
 

@@ -10,12 +10,11 @@ namespace XenShare.Emulation.Kernel.DmaBuf;
 /// devices and map attachments with a direction (DB05). The file answers lseek (DB02), SYNC (DB03) and
 /// mmap (DB04).
 /// </summary>
-/// <remarks>Lock: <c>_lock</c> guards the attachment list (a leaf apart from exporter callbacks, which are
+/// <remarks>Lock: the attachment list itself guards it (a leaf apart from exporter callbacks, which are
 /// called without it).</remarks>
 public sealed class DmaBufObject
 {
-    private readonly object _lock = new();
-    private readonly List<DmaBufAttachment> _attachments = new();
+    private readonly List<DmaBufAttachment> _attachments = new();   // also the lock
     private readonly DmaBufFile _file;
 
     private DmaBufObject(GuestKernel kernel, DmaBufOps ops, long size, object? exporterData)
@@ -46,7 +45,7 @@ public sealed class DmaBufObject
     public int RefCount => _file.RefCount;
 
     /// <summary>Live attachments.</summary>
-    public int AttachmentCount { get { lock (_lock) return _attachments.Count; } }
+    public int AttachmentCount { get { lock (_attachments) return _attachments.Count; } }
 
     /// <summary>True once the exporter's release has run.</summary>
     public bool Released { get; private set; }
@@ -98,7 +97,7 @@ public sealed class DmaBufObject
         var att = new DmaBufAttachment(this, device);
         errno = Ops.Attach?.Invoke(att) ?? 0;
         if (errno < 0) return null;
-        lock (_lock) _attachments.Add(att);
+        lock (_attachments) _attachments.Add(att);
         return att;
     }
 
@@ -106,7 +105,7 @@ public sealed class DmaBufObject
     public void Detach(DmaBufAttachment attachment)
     {
         ArgumentNullException.ThrowIfNull(attachment);
-        lock (_lock)
+        lock (_attachments)
         {
             if (attachment.Detached || !_attachments.Remove(attachment)) throw new InvalidOperationException("attachment is not attached");
             attachment.Detached = true;
