@@ -117,6 +117,21 @@ public sealed class XenHost : IDisposable
         }
     }
 
+    /// <summary>Drops one pin; when it was the entry's last, tells the granter's kernel (deferred reclaim)
+    /// and reaps the granter if it is a zombie with nothing pinned any more.</summary>
+    private void UnpinAndNotify(Domain granter, GrantRef gref, bool write)
+    {
+        if (granter.GrantTable.Unpin(gref, write)) NotifyUnpinned(granter, [gref.Value]);
+    }
+
+    /// <summary>The upcalls after a batch dropped the last pins of <paramref name="refs"/> (no lock held).</summary>
+    private void NotifyUnpinned(Domain granter, ReadOnlySpan<uint> refs)
+    {
+        if (refs.IsEmpty) return;
+        foreach (uint r in refs) granter.Sink?.OnGrantUnpinned(new GrantRef(r));
+        ReapIfZombie(granter);
+    }
+
     private void ReapIfZombie(Domain granter)
     {
         if (!granter.IsDying || granter.GrantTable.ActivePins != 0) return;
@@ -181,11 +196,7 @@ public sealed class XenHost : IDisposable
                 var mfn = new MachineFrame(op.DevBusAddr >> 12);
                 if ((op.Flags & GntMap.host_map) != 0 && !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
                 {
-                    if (table.Unpin(op.Ref, (op.Flags & GntMap.@readonly) == 0))
-                    {
-                        granter.Sink?.OnGrantUnpinned(op.Ref);
-                        ReapIfZombie(granter);
-                    }
+                    UnpinAndNotify(granter, op.Ref, (op.Flags & GntMap.@readonly) == 0);
                     caller.MapTrack.Free(handle);
                     op.Handle = -1;
                     op.DevBusAddr = 0;
@@ -226,11 +237,7 @@ public sealed class XenHost : IDisposable
         if ((flags & GntMap.host_map) != 0 &&
             !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
         {
-            if (granter.GrantTable.Unpin(op.Ref, write))
-            {
-                granter.Sink?.OnGrantUnpinned(op.Ref);
-                ReapIfZombie(granter);
-            }
+            UnpinAndNotify(granter, op.Ref, write);
             caller.MapTrack.Free(handle);
             return op.Status = GntSt.general_error;
         }
@@ -278,8 +285,7 @@ public sealed class XenHost : IDisposable
                     }
                 for (int k = i; k < end; k++)
                     if (ops[start + k].Status == GntSt.okay) granter.GrantTable.PutFrame(new MachineFrame(taken[k].Mfn));
-                for (int k = 0; k < nUnpinned; k++) granter.Sink?.OnGrantUnpinned(new GrantRef(unpinned[k]));
-                if (nUnpinned > 0) ReapIfZombie(granter);
+                NotifyUnpinned(granter, unpinned[..nUnpinned]);
                 i = end;
             }
             taken.Clear();
@@ -297,11 +303,7 @@ public sealed class XenHost : IDisposable
             caller.P2M.TryRemoveForeign(new GuestFrame(e.HostAddr >> 12), mfn);
         var granter = e.Granter!;
         var gref = new GrantRef(e.Ref);
-        if (granter.GrantTable.Unpin(gref, (e.Flags & GntMap.@readonly) == 0))
-        {
-            granter.Sink?.OnGrantUnpinned(gref);
-            ReapIfZombie(granter);
-        }
+        UnpinAndNotify(granter, gref, (e.Flags & GntMap.@readonly) == 0);
         return op.Status = GntSt.okay;
     }
 
@@ -367,8 +369,7 @@ public sealed class XenHost : IDisposable
                     if (pinned[k] && table.UnpinLocked(new GrantRef((uint)ops[i + k].Source.RefOrGfn), write: false, out _))
                         unpinned[nUnpinned++] = (uint)ops[i + k].Source.RefOrGfn;
             for (int k = 0; k < n; k++) if (pinned[k]) table.PutFrame(new MachineFrame(srcMfns[k]));
-            for (int k = 0; k < nUnpinned; k++) granter.Sink?.OnGrantUnpinned(new GrantRef(unpinned[k]));
-            if (nUnpinned > 0) ReapIfZombie(granter);
+            NotifyUnpinned(granter, unpinned[..nUnpinned]);
             i = end;
         }
     }
@@ -425,11 +426,7 @@ public sealed class XenHost : IDisposable
         _ = mfn;
         if (!isGref || dom is null) return;
         var gref = new GrantRef((uint)ptr.RefOrGfn);
-        if (dom.GrantTable.Unpin(gref, write))
-        {
-            dom.Sink?.OnGrantUnpinned(gref);
-            ReapIfZombie(dom);
-        }
+        UnpinAndNotify(dom, gref, write);
     }
 
     // ---------------------------------------------------------------- memory reservation

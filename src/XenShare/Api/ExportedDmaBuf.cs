@@ -38,7 +38,12 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     /// (ENOENT, "already gone", counts as released: LG02) and false on ETIMEDOUT.</summary>
     public bool WaitForRelease(TimeSpan timeout)
     {
-        int rc = _device.WaitReleasedRaw(Fd, ToMs(timeout));
+        return ToReleased(_device.WaitReleasedRaw(Fd, ToMs(timeout)));
+    }
+
+    /// <summary>LG02: 0 and ENOENT (already gone) mean released, ETIMEDOUT not yet; anything else throws.</summary>
+    private static bool ToReleased(int rc)
+    {
         if (rc == 0 || rc == -Errno.ENOENT) return true;
         if (rc == -Errno.ETIMEDOUT) return false;
         throw new XenShareException(-rc, "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED");
@@ -61,13 +66,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
         }
         return WaitOnThread(timeout, cancellationToken);
 
-        static async Task<bool> Map(Task<int> ioctl)
-        {
-            int rc = await ioctl.ConfigureAwait(false);
-            if (rc == 0 || rc == -Errno.ENOENT) return true;
-            if (rc == -Errno.ETIMEDOUT) return false;
-            throw new XenShareException(-rc, "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED");
-        }
+        static async Task<bool> Map(Task<int> ioctl) => ToReleased(await ioctl.ConfigureAwait(false));
     }
 
     private Task<bool> WaitOnThread(TimeSpan timeout, CancellationToken cancellationToken)
