@@ -42,6 +42,15 @@ public sealed class EmulatedHost : IDisposable
         Xen.DestroyDomain(guest.Id);
     }
 
+    /// <summary>The cross-domain use-after-free detector: every grant-mapped frame freed, scrubbed or
+    /// handed out, and every reference taken on a page whose count is 0, with both domains, the frame, the
+    /// refs and the call (<see cref="IsolationMonitor"/>). Assert that <see cref="IsolationMonitor.Hazards"/>
+    /// is empty after a test, next to <see cref="CheckLeaks"/>.</summary>
+    public IsolationMonitor Isolation => Xen.Isolation;
+
+    /// <summary>The isolation findings as lines (empty when none): <see cref="Isolation"/>'s check.</summary>
+    public IReadOnlyList<string> CheckIsolation() => Xen.Isolation.Check();
+
     /// <summary>Every leak finding of every kernel and of the hypervisor: open fds, mappings, pages, grant
     /// refs and entries, maptrack handles, event channels, zombies. Empty when clean.</summary>
     public IReadOnlyList<string> CheckLeaks()

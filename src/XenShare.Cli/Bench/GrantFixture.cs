@@ -89,7 +89,7 @@ internal sealed class GrantFixture : IDisposable
     public GuestFrame[] TakeDom0Unpopulated(int count)
     {
         var gfns = new GuestFrame[count];
-        if (!Host.Dom0.Kernel.Unpopulated.TryAllocate(gfns)) throw new InvalidOperationException("dom0 has no unpopulated pages left");
+        if (!Host.Dom0.Kernel.TryAllocUnpopulated(gfns)) throw new InvalidOperationException("dom0 has no unpopulated pages left");
         _dom0Unpopulated.AddRange(gfns);
         return gfns;
     }
@@ -215,7 +215,7 @@ internal sealed class GrantFixture : IDisposable
         {
             if (_copyMapping > 0) Dom0Process.Munmap(_copyMapping, _copyMappingLength);
             if (_gntDevFd >= 0) Dom0Process.Close(_gntDevFd);
-            foreach (var g in _dom0Unpopulated) Host.Dom0.Kernel.Unpopulated.Free(g);
+            foreach (var g in _dom0Unpopulated) Host.Dom0.Kernel.FreePage(g);
             foreach (var g in _dom0Ram) Host.Dom0.Kernel.FreePage(g);
             var dealloc = new ioctl_gntalloc_dealloc_gref { index = _gntAllocIndex, count = (uint)Pages };
             DomUProcess.Ioctl(_gntAllocFd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, MemoryMarshal.AsBytes(new Span<ioctl_gntalloc_dealloc_gref>(ref dealloc)));

@@ -206,14 +206,14 @@ internal sealed class GntAllocDriver
         Interlocked.Decrement(ref _openFiles);
     }
 
-    /// <summary>The gref has no users left: notify, then end access - deferred while the peer maps it -
-    /// and free the page once access has ended (GA02).</summary>
+    /// <summary>The gref has no users left: notify, then end access with the page handed over - deferred,
+    /// the deferred entry holding the page, while the peer maps it - so the page is freed only once access
+    /// has ended (GA02).</summary>
     private void DelGref(Gref g)
     {
         if ((g.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0) _kernel.FrameSpan(g.Page)[g.NotifyOffset] = 0;
         if ((g.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) _kernel.Host.EvtchnSend(_kernel.Domain, g.NotifyPort);
-        var page = g.Page;
-        _kernel.Grants.EndAccess(g.Ref, () => _kernel.FreePage(page));
+        _kernel.Grants.EndAccess(g.Ref, g.Page);
         lock (_lock) _grefCount--;
     }
 }

@@ -72,7 +72,6 @@ internal sealed class GntDevDmaBuf
         public required uint Fd;
         public required DmaBufMapping Mapping;
         public required uint[] Refs;
-        public required GuestFrame[] Frames;
         public Import? Older { get; set; }
     }
 
@@ -154,7 +153,7 @@ internal sealed class GntDevDmaBuf
     /// grants can be mapped into the now empty GFNs (EX04).</summary>
     private bool AllocDmaBacking(GrantMap map)
     {
-        if (!Kernel.Ram.TryAllocateContiguous(map.Count, out var first)) return false;
+        if (!Kernel.TryAllocContiguous(map.Count, block: true, out var first)) return false;
         for (int i = 0; i < map.Count; i++)
         {
             var g = new GuestFrame(first.Value + (ulong)i);
@@ -314,7 +313,7 @@ internal sealed class GntDevDmaBuf
             return rc;
         }
         for (int i = 0; i < count; i++) Kernel.Grants.Grant(refs[i], new DomainId((ushort)op.domid), frames![i], readOnly: false);
-        var import = new Import { Fd = op.fd, Mapping = mapping, Refs = refs, Frames = frames! };
+        var import = new Import { Fd = op.fd, Mapping = mapping, Refs = refs };
         lock (_lock) Push(_imports, op.fd, import);
         refs.AsSpan().CopyTo(MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count)));
         return 0;
@@ -334,16 +333,13 @@ internal sealed class GntDevDmaBuf
         return 0;
     }
 
-    /// <summary>Ends access to every ref - deferred, with the page pinned, while the peer still maps it
-    /// (EI09, EI10) - then unmaps, detaches and puts the buffer.</summary>
+    /// <summary>Ends access to every ref without a page (gnttab_end_foreign_access(ref, NULL)): a ref the peer
+    /// still maps is deferred and the deferral takes a reference on the page named by its entry (EI09,
+    /// EI10) - for an export of this kernel, a page of the export's gntdev map, whose unmap then waits
+    /// for it (D02). Then unmaps, detaches and puts the buffer.</summary>
     private void ReleaseImport(Import import)
     {
-        for (int i = 0; i < import.Refs.Length; i++)
-        {
-            var page = import.Frames[i];
-            Kernel.GetPage(page);
-            Kernel.Grants.EndAccess(import.Refs[i], () => Kernel.PutPage(page));
-        }
+        foreach (uint r in import.Refs) Kernel.Grants.EndAccess(r, page: null);
         import.Mapping.Dispose();
     }
 

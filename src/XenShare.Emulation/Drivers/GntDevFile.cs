@@ -13,9 +13,14 @@ namespace XenShare.Emulation.Drivers;
 /// dma-buf ioctls (GD01-GD09).
 /// </summary>
 /// <remarks>
-/// Lock: <c>_lock</c> guards the map list and every map's bookkeeping (users, in-use, notify). Hypercalls
-/// are made without it; a map being mapped or torn down is owned by exactly one thread (its in-use flag
-/// or its last user). Order: process locks &lt; this lock &lt; kernel grant refs &lt; hypervisor.
+/// Lock: <c>_lock</c> guards the map list and every map's bookkeeping (users, in-use, notify, unmap
+/// pending). Hypercalls are made without it; a map being mapped or torn down is owned by exactly one
+/// thread (its in-use flag, its last user, or the one that started its unmap). Order: process locks &lt;
+/// this lock &lt; kernel grant refs &lt; page references &lt; hypervisor.
+/// Unmapping is asynchronous as Linux's (gnttab_unmap_refs_async): the grants of a map are unmapped only
+/// once none of its pages carries a reference beyond its allocation's (a deferred grant end of an import
+/// of this export holds one); until then the map waits without a thread, and the put that drops the last
+/// extra reference finishes the unmap, the unmap notification and the free (<see cref="OnPagesIdle"/>).
 /// </remarks>
 internal sealed class GntDevFile : KernelFile, IVmaOwner
 {
@@ -77,8 +82,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     /// backing. Returns null when pages run out.</summary>
     public GrantMap? AllocMap(int count, bool allocPages)
     {
-        var map = new GrantMap(count);
-        if (allocPages && !Kernel.Unpopulated.TryAllocate(map.Pages)) return null;
+        var map = new GrantMap(this, count);
+        if (allocPages && !Kernel.TryAllocUnpopulated(map.Pages)) return null;
         return map;
     }
 
@@ -95,14 +100,26 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     private GrantMap? FindMapIndex(int index, int count) => _maps.Find(index, count);
 
     /// <summary>Drops one user of a map; the last one unmaps what is mapped, sends the unmap event and
-    /// frees the pages (gntdev_put_map).</summary>
+    /// frees the pages (gntdev_put_map) - at once, or, when a page of the map still carries an extra
+    /// reference, from the put that drops the last one.</summary>
     public void PutMap(GrantMap map)
     {
+        bool unmap;
         lock (_lock)
         {
             if (--map.Users > 0) return;
+            if (map.UnmapPending) return;   // the waiting unmap finishes the map: it sees Users == 0 under this lock
+            unmap = map.LiveGrants > 0;
+            if (unmap) map.UnmapPending = true;
         }
-        UnmapGrants(map);
+        if (unmap && !UnmapWhenIdle(map)) return;
+        FinishMap(map);
+    }
+
+    /// <summary>The map has no user and nothing mapped: the unmap notification's event goes out and the
+    /// pages are freed.</summary>
+    private void FinishMap(GrantMap map)
+    {
         uint action, port;
         lock (_lock) { action = map.NotifyAction; port = map.NotifyPort; map.NotifyAction = 0; }
         if ((action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) Host.EvtchnSend(Domain, port);
@@ -112,7 +129,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     private void FreePages(GrantMap map)
     {
         if (map.DmaBacked) DmaBuf.FreeDmaBacking(map);
-        else Kernel.Unpopulated.FreeMany(map.Pages);
+        else foreach (var g in map.Pages) Kernel.FreePage(g);
     }
 
     /// <summary>Maps every grant of the map into its pages (gntdev_map_grant_pages). All or nothing:
@@ -135,7 +152,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
             }
             map.Readonly = (flags & GntMap.@readonly) != 0;
             if (ok) return 0;
-            UnmapGrants(map);
+            UnmapNow(map);   // a fresh map: nobody else references its pages
             return -Errno.EINVAL;
         }
         finally
@@ -144,26 +161,64 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         }
     }
 
-    /// <summary>Unmaps every live grant of a map, zeroing the notify byte first (unmap_grant_pages).</summary>
-    public void UnmapGrants(GrantMap map)
+    /// <summary>Unmaps a map's live grants (unmap_grant_pages); the caller has set
+    /// <see cref="GrantMap.UnmapPending"/>. The notify byte is zeroed now; the grants are unmapped at once
+    /// when no page of the map carries an extra reference (then true), otherwise by the put that drops the
+    /// last one (<see cref="OnPagesIdle"/>; false).</summary>
+    private bool UnmapWhenIdle(GrantMap map)
     {
-        if (map.LiveGrants == 0) return;
-        uint action;
-        long offset;
-        lock (_lock) { action = map.NotifyAction; offset = map.NotifyOffset; map.NotifyAction &= ~GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE; }
-        if ((action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && !map.Readonly)
+        ClearNotifyByte(map);
+        if (!Kernel.Options.SynchronousGntDevUnmap && !Kernel.Pages.WhenIdle(map.Pages, map)) return false;
+        UnmapNow(map);
+        lock (_lock) map.UnmapPending = false;
+        return true;
+    }
+
+    /// <summary>The last extra reference on the pages of a waiting map is gone: unmap, and finish the map
+    /// when its last user went while it waited.</summary>
+    internal void OnPagesIdle(GrantMap map)
+    {
+        UnmapNow(map);
+        bool finish;
+        lock (_lock)
         {
-            int page = (int)(offset >> 12);
-            if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & 4095)] = 0;
+            map.UnmapPending = false;
+            finish = map.Users == 0;
         }
+        if (finish) FinishMap(map);
+    }
+
+    private void ClearNotifyByte(GrantMap map)
+    {
+        long offset;
+        bool clear;
+        lock (_lock)
+        {
+            clear = (map.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0;
+            offset = map.NotifyOffset;
+            map.NotifyAction &= ~GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE;
+        }
+        if (!clear || map.Readonly) return;
+        int page = (int)(offset >> 12);
+        if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & 4095)] = 0;
+    }
+
+    /// <summary>Unmaps every live grant of a map in batches (GNTTABOP_unmap_grant_ref); the caller owns the
+    /// map's handles (its mapper, or the one unmapping it).</summary>
+    private void UnmapNow(GrantMap map)
+    {
+        const int Batch = 64;
+        Span<GnttabUnmapGrantRef> ops = stackalloc GnttabUnmapGrantRef[Batch];
+        int n = 0;
         for (int i = 0; i < map.Count; i++)
         {
             if (map.Handles[i] < 0) continue;
-            var op = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = map.Pages[i].Value << 12 };
-            Host.UnmapOne(Domain, ref op);
+            ops[n++] = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = map.Pages[i].Value << 12 };
             map.Handles[i] = -1;
             map.LiveGrants--;
+            if (n == Batch) { Host.UnmapGrantRefs(Domain, ops); n = 0; }
         }
+        if (n > 0) Host.UnmapGrantRefs(Domain, ops[..n]);
     }
 
     // ------------------------------------------------------------------ ioctls
@@ -332,11 +387,18 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         return 0;
     }
 
-    /// <summary>The last mmap of a map went: its grants are unmapped (GD03) and the mmap's user dropped.</summary>
+    /// <summary>The last mmap of a map went: its grants are unmapped (GD03; at once, or when the pages'
+    /// extra references go) and the mmap's user dropped.</summary>
     void IVmaOwner.Close(Vma vma)
     {
         var map = (GrantMap)vma.Tag!;
-        UnmapGrants(map);
+        bool unmap;
+        lock (_lock)
+        {
+            unmap = !map.UnmapPending && map.LiveGrants > 0;
+            if (unmap) map.UnmapPending = true;
+        }
+        if (unmap) UnmapWhenIdle(map);
         PutMap(map);
     }
 

@@ -166,6 +166,7 @@ public sealed unsafe class GrantTable
             _activePins++;
             mfn = new MachineFrame(frameMfn);
             _memory.Get(mfn);
+            _memory.AddGrantPin(mfn);
             return GntSt.okay;
         }
     }
@@ -192,6 +193,7 @@ public sealed unsafe class GrantTable
         if (write) act.WritePins--;
         _activePins--;
         mfn = new MachineFrame(act.Mfn);
+        _memory.RemoveGrantPin(mfn);
         ushort clear = 0;
         if (act.WritePins == 0) clear |= Gtf.writing;
         if (act.Pins == 0) { clear |= Gtf.reading; act.Mfn = 0; }
@@ -203,6 +205,22 @@ public sealed unsafe class GrantTable
             if (want == e || Interlocked.CompareExchange(ref slot, want, e) == e) break;
         }
         return act.Pins == 0;
+    }
+
+    /// <summary>Adds every pinned entry of this table whose frame is <paramref name="frame"/> to
+    /// <paramref name="into"/> (the mapper is the domain the entry names).</summary>
+    internal void CollectMappings(MachineFrame frame, List<FrameGrantMapping> into)
+    {
+        lock (_lock)
+        {
+            for (uint r = 0; r < (uint)_active.Length; r++)
+            {
+                ref var act = ref _active[r];
+                if (act.Pins <= 0 || act.Mfn != frame.Value) continue;
+                ulong e = Volatile.Read(ref *EntryPointer(r));
+                into.Add(new FrameGrantMapping(new DomainId((ushort)(e >> 16)), _owner, new GrantRef(r), act.Pins));
+            }
+        }
     }
 
     /// <summary>Puts a frame reference dropped by <see cref="UnpinLocked"/>.</summary>

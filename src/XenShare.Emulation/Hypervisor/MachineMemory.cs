@@ -14,6 +14,9 @@ namespace XenShare.Emulation.Hypervisor;
 /// <remarks>
 /// Lock: <c>_allocLock</c> protects the free bitmap and the free count; it is a leaf (nothing else is
 /// taken while holding it). Reference counts and owners are updated with Interlocked operations.
+/// Each frame also counts the grant pins on it (<see cref="GrantPinsOf"/>), so the host knows at every
+/// moment whether some domain maps it through a grant: a frame freed, scrubbed or handed out while pinned
+/// is reported to <see cref="FrameHazard"/> (the isolation monitor), after <c>_allocLock</c> is released.
 /// </remarks>
 public sealed unsafe class MachineMemory : IDisposable
 {
@@ -24,7 +27,8 @@ public sealed unsafe class MachineMemory : IDisposable
     private readonly ulong[] _used;          // 1 bit per frame, 1 = allocated
     private readonly int[] _refCount;
     private readonly ushort[] _owner;
-    private readonly int[] _lastOwnerToken;   // 0 clean, -1 unknown holder, else the domain instance's token
+    private readonly int[] _lastOwnerToken;
+    private readonly int[] _grantPins;   // 0 clean, -1 unknown holder, else the domain instance's token
     private readonly int _memFd;
     private byte* _base;
     private long _freeCount;
@@ -56,6 +60,7 @@ public sealed unsafe class MachineMemory : IDisposable
         _refCount = new int[frameCount];
         _owner = new ushort[frameCount];
         _lastOwnerToken = new int[frameCount];
+        _grantPins = new int[frameCount];
         _freeCount = frameCount;
         // Frame 0 is never handed out so that a zero MFN can mean "none" in diagnostics.
         _used[0] = 1;
@@ -65,6 +70,23 @@ public sealed unsafe class MachineMemory : IDisposable
 
     /// <summary>Fault injection (null: none).</summary>
     internal FaultInjector? Faults { get; init; }
+
+    /// <summary>Called (no lock held) when a frame that a grant pins is freed, scrubbed or allocated: the
+    /// isolation monitor's hook. Null: not watched.</summary>
+    internal Action<IsolationHazardKind, MachineFrame, DomainId>? FrameHazard { get; set; }
+
+    /// <summary>Grant pins on a frame right now: mappings of it through any grant, and grant copies in
+    /// progress (0 = no domain reaches it through a grant).</summary>
+    public int GrantPinsOf(MachineFrame frame) { CheckFrame(frame); return Volatile.Read(ref _grantPins[frame.Value]); }
+
+    /// <summary>A grant pin on a frame was taken (Xen's pin of an active grant entry).</summary>
+    internal void AddGrantPin(MachineFrame frame) => Interlocked.Increment(ref _grantPins[frame.Value]);
+
+    /// <summary>A grant pin on a frame was dropped.</summary>
+    internal void RemoveGrantPin(MachineFrame frame)
+    {
+        if (Interlocked.Decrement(ref _grantPins[frame.Value]) < 0) throw new InvalidOperationException($"grant pin count of frame {frame} below zero");
+    }
 
     /// <summary>Total frames.</summary>
     public int FrameCount { get; }
@@ -109,6 +131,7 @@ public sealed unsafe class MachineMemory : IDisposable
     internal bool TryAllocate(DomainId owner, int ownerToken, out MachineFrame frame)
     {
         if (!TryAllocateUnscrubbed(owner, out frame)) return false;
+        if (Volatile.Read(ref _grantPins[frame.Value]) != 0) FrameHazard?.Invoke(IsolationHazardKind.ReassignedWhileMapped, frame, owner);
         ScrubFor(frame, ownerToken);
         return true;
     }
@@ -163,7 +186,12 @@ public sealed unsafe class MachineMemory : IDisposable
             }
         }
         if (first.Value == 0) return false;
-        for (int i = 0; i < count; i++) ScrubFor(new MachineFrame(first.Value + (ulong)i), 0);
+        for (int i = 0; i < count; i++)
+        {
+            var f = new MachineFrame(first.Value + (ulong)i);
+            if (Volatile.Read(ref _grantPins[f.Value]) != 0) FrameHazard?.Invoke(IsolationHazardKind.ReassignedWhileMapped, f, owner);
+            ScrubFor(f, 0);
+        }
         return true;
     }
 
@@ -173,7 +201,10 @@ public sealed unsafe class MachineMemory : IDisposable
     {
         ref int last = ref _lastOwnerToken[frame.Value];
         if (last != 0 && (ownerToken == 0 || last != ownerToken))
+        {
+            if (Volatile.Read(ref _grantPins[frame.Value]) != 0) FrameHazard?.Invoke(IsolationHazardKind.ScrubbedWhileMapped, frame, OwnerOf(frame));
             new Span<byte>(_base + (long)frame.Value * PageSize, PageSize).Clear();
+        }
         last = ownerToken == 0 ? -1 : ownerToken;
     }
 
@@ -199,6 +230,7 @@ public sealed unsafe class MachineMemory : IDisposable
         int after = Interlocked.Decrement(ref _refCount[frame.Value]);
         if (after < 0) throw new InvalidOperationException($"put of free frame {frame}");
         if (after > 0) return false;
+        if (Volatile.Read(ref _grantPins[frame.Value]) != 0) FrameHazard?.Invoke(IsolationHazardKind.FreedWhileMapped, frame, OwnerOf(frame));
         lock (_allocLock)
         {
             int f = (int)frame.Value;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using XenShare.Abi;
 
 namespace XenShare.Emulation.Hypervisor;
@@ -27,8 +28,12 @@ public sealed class XenHost : IDisposable
     public XenHost(int machineFrames = 262144)
     {
         Memory = new MachineMemory(machineFrames) { Faults = Faults };
+        Memory.FrameHazard = (kind, frame, owner) => Report(kind, owner, frame, null);
         _initialFreeFrames = Memory.FreeFrames;
     }
+
+    /// <summary>The cross-domain use-after-free detector of this host (see <see cref="IsolationMonitor"/>).</summary>
+    public IsolationMonitor Isolation { get; } = new();
 
     /// <summary>The machine memory.</summary>
     public MachineMemory Memory { get; }
@@ -622,6 +627,67 @@ public sealed class XenHost : IDisposable
             return port != 0 && port < EventChannelTable.MaxPorts && domain.Events.Ports[port].State != EventChannelTable.PortState.Free;
     }
 
+    // ---------------------------------------------------------------- isolation
+
+    /// <summary>Every grant through which <paramref name="frame"/> is mapped (or copied) now, over every
+    /// domain and zombie: who maps it and whose ref. Empty when no domain reaches it through a grant.</summary>
+    public IReadOnlyList<FrameGrantMapping> GrantMappingsOf(MachineFrame frame)
+    {
+        var list = new List<FrameGrantMapping>();
+        if (frame.Value == 0 || frame.Value >= (ulong)Memory.FrameCount || Memory.GrantPinsOf(frame) == 0) return list;
+        List<Domain> all;
+        lock (_domainLock) all = _domains.Values.Concat(_zombies).ToList();
+        foreach (var d in all) d.GrantTable.CollectMappings(frame, list);
+        return list;
+    }
+
+    /// <summary>A guest kernel returns a page to its allocator: a hazard if some domain maps the frame
+    /// behind it through a grant (the owner will reuse it while the mapper still reads it).</summary>
+    internal void CheckGuestFree(Domain owner, GuestFrame gfn)
+    {
+        if (!owner.P2M.TryGet(gfn, out var mfn, out bool foreign) || foreign) return;
+        if (Memory.GrantPinsOf(mfn) == 0) return;
+        Report(IsolationHazardKind.FreedWhileMapped, owner.Id, mfn, gfn);
+    }
+
+    /// <summary>A guest kernel took a reference on a page whose count was 0 (a free page, or a tail page of a
+    /// block allocated without CMA): always a hazard (Linux frees such a page at the matching put).</summary>
+    internal void CheckReferenceOnFreePage(Domain owner, GuestFrame gfn, bool tail)
+    {
+        _ = tail;
+        owner.P2M.TryGet(gfn, out var mfn, out _);
+        Report(IsolationHazardKind.ReferenceOnFreePage, owner.Id, mfn, gfn);
+    }
+
+    private void Report(IsolationHazardKind kind, DomainId owner, MachineFrame frame, GuestFrame? page) =>
+        Isolation.Report(new IsolationHazard
+        {
+            Kind = kind,
+            Owner = owner,
+            Frame = frame,
+            Page = page,
+            Mappings = GrantMappingsOf(frame),
+            Call = CallChain(),
+        });
+
+    /// <summary>The XenShare frames of the current call stack, innermost first, "Type.Method &lt;- ...".</summary>
+    private static string CallChain()
+    {
+        var parts = new List<string>();
+        foreach (var raw in new StackTrace(3, false).ToString().Split('\n'))
+        {
+            var line = raw.Trim();
+            if (!line.StartsWith("at XenShare.", StringComparison.Ordinal)) continue;
+            line = line[3..];
+            int paren = line.IndexOf('(', StringComparison.Ordinal);
+            if (paren > 0) line = line[..paren];
+            int dot = line.LastIndexOf('.', line.LastIndexOf('.') - 1);
+            parts.Add(dot > 0 ? line[(dot + 1)..] : line);
+            if (parts.Count == 16) break;
+        }
+        return parts.Count == 0 ? "(no XenShare frame)" : string.Join(" <- ", parts);
+    }
+
     // ---------------------------------------------------------------- checks
 
     /// <summary>Hypervisor-level leak findings: maptrack handles in use, foreign P2M slots, zombies,
@@ -679,6 +745,8 @@ public sealed class XenHost : IDisposable
             var mfn = new MachineFrame((ulong)f);
             int rc = Memory.RefCountOf(mfn);
             int expect = (ownedBy.ContainsKey((ulong)f) ? 1 : 0) + pins.GetValueOrDefault((ulong)f);
+            int grantPins = Memory.GrantPinsOf(mfn);
+            if (grantPins != pins.GetValueOrDefault((ulong)f)) problems.Add($"machine frame {f}: {grantPins} grant pin(s) counted, entries hold {pins.GetValueOrDefault((ulong)f)}");
             if (rc < 0) problems.Add($"machine frame {f}: negative reference count {rc}");
             else if (rc != expect) problems.Add($"machine frame {f}: reference count {rc}, expected {expect} (owned {ownedBy.ContainsKey((ulong)f)}, pins {pins.GetValueOrDefault((ulong)f)})");
             if (rc == 0) free++;

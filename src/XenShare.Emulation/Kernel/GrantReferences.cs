@@ -7,12 +7,16 @@ namespace XenShare.Emulation.Kernel;
 /// <summary>
 /// The guest kernel's grant-reference allocator and access control (Linux grant-table.c's role):
 /// hands out refs from 8 up (GT02), grows the table on demand up to max_grant_frames, grants and ends
-/// access, and keeps a deferred-reclaim list for refs a peer still maps.
+/// access, and keeps a deferred-reclaim list for refs a peer still maps. A deferred entry holds a
+/// reference on the granted page (XSA-396): the page the caller hands over, or, when the caller has none
+/// (gntdev-dmabuf's import release), the page named by the entry's frame, looked up and referenced here.
+/// The reference is dropped when access finally ends, so the page cannot go back to its allocator, and
+/// be reused, while the peer maps it.
 /// </summary>
 /// <remarks>
 /// Lock: <c>_lock</c> guards the free list and the deferred list. It may be taken while a driver's file
 /// lock is held, and it takes the domain's grant-table lock inside (growth, end access): driver file &lt;
-/// grant references &lt; grant table. Reclaim callbacks run after <c>_lock</c> is released.
+/// grant references &lt; grant table. Page references are dropped after <c>_lock</c> is released.
 /// D06: reclaim is event-driven: the hypervisor's "last pin gone" upcall retries the entry at once,
 /// instead of Linux's once-a-second timer.
 /// </remarks>
@@ -20,19 +24,24 @@ internal sealed class GrantReferences
 {
     private sealed class Deferred
     {
-        public required Action? OnReclaimed;
+        public GuestFrame Page;   // the page this entry holds a reference on
         public required long Since;
     }
 
     private readonly object _lock = new();
     private readonly Domain _domain;
+    private readonly PageRefs _pages;
     private readonly Stack<uint> _free = new();
     private readonly Dictionary<uint, Deferred> _deferred = new();
     private uint _nextUnused = GrantTableConstants.NrReservedEntries;
     private int _inUse;
     private int _deferredCount;   // mirrors _deferred.Count for a lock-free fast path
 
-    public GrantReferences(Domain domain) => _domain = domain;
+    public GrantReferences(Domain domain, PageRefs pages)
+    {
+        _domain = domain;
+        _pages = pages;
+    }
 
     public int InUse { get { lock (_lock) return _inUse; } }
 
@@ -91,25 +100,39 @@ internal sealed class GrantReferences
     /// <summary>gnttab_try_end_foreign_access without freeing the ref.</summary>
     public bool TryEndAccess(uint gref) => _domain.GrantTable.TryEndAccess(new GrantRef(gref));
 
-    /// <summary>gnttab_end_foreign_access: ends access and frees the ref now if nobody maps it (then runs
-    /// <paramref name="onReclaimed"/> at once, returning true); otherwise keeps the entry - and, through
-    /// the callback, the page - until the peer's last unmap (EI09, GA02). Returns false when deferred.</summary>
-    public bool EndAccess(uint gref, Action? onReclaimed)
+    /// <summary>gnttab_end_foreign_access(ref, page): ends access and frees the ref now if nobody maps it
+    /// (then drops <paramref name="page"/>'s reference at once, returning true); otherwise defers, and the
+    /// deferred entry holds a reference on the granted page until the peer's last unmap ends access
+    /// (EI09, GA02). With <paramref name="page"/> the caller hands its reference over; without one the page
+    /// is the entry's frame, looked up and referenced here (get_page, as Linux since XSA-396). Returns
+    /// false when deferred.</summary>
+    public bool EndAccess(uint gref, GuestFrame? page)
     {
         lock (_lock)
         {
-            // Register first, then try: an unpin upcall racing with us finds the entry either way.
-            _deferred[gref] = new Deferred { OnReclaimed = onReclaimed, Since = Stopwatch.GetTimestamp() };
+            // Register first, then try: an unpin upcall racing with us finds the entry either way (it waits
+            // on _lock, so it sees the page recorded below).
+            var d = new Deferred { Since = Stopwatch.GetTimestamp() };
+            _deferred[gref] = d;
             // A full fence (Dekker with the hypervisor's unpin CAS + count read): either our end-access
             // sees the entry unpinned, or the unpin upcall sees the deferred entry.
             Interlocked.Exchange(ref _deferredCount, _deferred.Count);
-            if (!_domain.GrantTable.TryEndAccess(new GrantRef(gref))) return false;
+            if (!_domain.GrantTable.TryEndAccess(new GrantRef(gref)))
+            {
+                if (page is { } given) d.Page = given;
+                else
+                {
+                    d.Page = new GuestFrame(_domain.GrantTable.ReadEntry(new GrantRef(gref)).Frame);
+                    _pages.Get(d.Page);
+                }
+                return false;
+            }
             _deferred.Remove(gref);
             Volatile.Write(ref _deferredCount, _deferred.Count);
             _free.Push(gref);
             _inUse--;
         }
-        onReclaimed?.Invoke();
+        if (page is { } p) _pages.Put(p);
         return true;
     }
 
@@ -117,7 +140,7 @@ internal sealed class GrantReferences
     public void OnUnpinned(uint gref)
     {
         if (Volatile.Read(ref _deferredCount) == 0) return;   // the hot path: nothing deferred
-        Action? done;
+        GuestFrame page;
         lock (_lock)
         {
             if (_deferred.Count == 0 || !_deferred.TryGetValue(gref, out var d)) return;
@@ -126,8 +149,8 @@ internal sealed class GrantReferences
             Volatile.Write(ref _deferredCount, _deferred.Count);
             _free.Push(gref);
             _inUse--;
-            done = d.OnReclaimed;
+            page = d.Page;
         }
-        done?.Invoke();
+        _pages.Put(page);
     }
 }

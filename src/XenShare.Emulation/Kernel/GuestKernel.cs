@@ -17,7 +17,9 @@ internal interface IEventHandler
 /// </summary>
 /// <remarks>
 /// Lock order inside a kernel: process fd/mm locks &lt; driver file locks &lt; dma-buf locks &lt;
-/// <see cref="GrantReferences"/> &lt; hypervisor locks; allocators and the poll queue are leaves.
+/// <see cref="GrantReferences"/> &lt; hypervisor locks; allocators, <see cref="PageRefs"/> and the poll
+/// queue are leaves. Every guest page has a reference count (<see cref="Pages"/>) that decides when it
+/// goes back to its allocator.
 /// </remarks>
 public sealed class GuestKernel : IDomainSink
 {
@@ -25,8 +27,6 @@ public sealed class GuestKernel : IDomainSink
     private readonly ConcurrentDictionary<uint, IEventHandler> _eventHandlers = new();
     private readonly List<GuestProcess> _processes = new();
     private readonly List<Func<IEnumerable<string>>> _leakChecks = new();
-    private readonly Dictionary<ulong, int> _pagePins = new();
-    private readonly HashSet<ulong> _freePending = new();
     private readonly List<GuestFrame> _unrepopulated = new();   // DMA-backing GFNs whose repopulation failed
     private int _nextPid = 1;
     private readonly int _initialRamFree;
@@ -41,7 +41,8 @@ public sealed class GuestKernel : IDomainSink
         Options = options ?? new KernelOptions();
         Ram = new FrameAllocator(0, domain.RamPages) { Faults = host.Faults, Point = FaultPoint.RamPages };
         Unpopulated = new FrameAllocator((ulong)domain.RamPages, domain.UnpopulatedPages) { Faults = host.Faults, Point = FaultPoint.UnpopulatedPages };
-        Grants = new GrantReferences(domain);
+        Pages = new PageRefs(this, domain.RamPages + domain.UnpopulatedPages);
+        Grants = new GrantReferences(domain, Pages);
         _initialRamFree = Ram.FreeCount;
         domain.Sink = this;
     }
@@ -58,6 +59,9 @@ public sealed class GuestKernel : IDomainSink
     internal FrameAllocator Ram { get; }
     internal FrameAllocator Unpopulated { get; }
     internal GrantReferences Grants { get; }
+
+    /// <summary>The reference count of every guest page (struct page's _refcount).</summary>
+    internal PageRefs Pages { get; }
     internal PollWaitQueue PollQueue { get; } = new();
 
     private readonly ConcurrentDictionary<int, int> _releaseWaiters = new();
@@ -79,6 +83,10 @@ public sealed class GuestKernel : IDomainSink
 
     /// <summary>Grant refs whose end of access waits for a peer's unmap (D06: observable).</summary>
     public int DeferredReclaims => Grants.DeferredCount;
+
+    /// <summary>Pages whose gntdev map waits for their extra references to go before it unmaps (D02: an
+    /// export whose pages a deferred grant end of an import still references).</summary>
+    public int PagesAwaitingUnmap => Pages.WatchedPages;
 
     /// <summary>Age of the oldest deferred reclaim.</summary>
     public TimeSpan OldestDeferredReclaimAge => Grants.OldestDeferredAge;
@@ -120,46 +128,62 @@ public sealed class GuestKernel : IDomainSink
 
     // ------------------------------------------------------------------ pages
 
-    /// <summary>Allocates RAM pages (zeroed when asked); all or nothing.</summary>
+    /// <summary>Allocates RAM pages (zeroed when asked), each with one reference; all or nothing.</summary>
     internal bool TryAllocPages(Span<GuestFrame> pages, bool zero)
     {
         if (!Ram.TryAllocate(pages)) return false;
+        foreach (var g in pages) Pages.Allocated(g);
         if (zero) foreach (var g in pages) FrameSpan(g).Clear();
         return true;
     }
 
-    /// <summary>Frees a RAM page; if it is pinned (<see cref="GetPage"/>), the free happens at the last unpin.</summary>
-    internal void FreePage(GuestFrame gfn)
+    /// <summary>Allocates unpopulated pages for foreign mappings (xen_alloc_unpopulated_pages), each with
+    /// one reference; all or nothing.</summary>
+    internal bool TryAllocUnpopulated(Span<GuestFrame> pages)
     {
-        lock (_pagePins)
-        {
-            if (_pagePins.ContainsKey(gfn.Value)) { _freePending.Add(gfn.Value); return; }
-        }
-        Ram.Free(gfn);
+        if (!Unpopulated.TryAllocate(pages)) return false;
+        foreach (var g in pages) Pages.Allocated(g);
+        return true;
     }
 
-    /// <summary>get_page: keeps a RAM page from being reused while a peer may still map it (deferred grant
-    /// reclaim, XSA-396).</summary>
-    internal void GetPage(GuestFrame gfn)
+    /// <summary>Allocates <paramref name="count"/> physically contiguous RAM pages. <paramref name="block"/>
+    /// false: every page has its own reference, as CMA gives them (and the contiguous heap). True: a DMA
+    /// allocation as <c>dma_alloc_wc</c>/<c>dma_alloc_coherent</c> makes it, which is one non-compound
+    /// block from the page allocator unless the kernel has CMA (<see cref="KernelOptions.DmaWithoutCma"/>):
+    /// then only the first page has a reference and the tail pages have a count of 0.</summary>
+    internal bool TryAllocContiguous(int count, bool block, out GuestFrame first)
     {
-        lock (_pagePins) _pagePins[gfn.Value] = _pagePins.GetValueOrDefault(gfn.Value) + 1;
+        if (!Ram.TryAllocateContiguous(count, out first)) return false;
+        bool tails = block && Options.DmaWithoutCma;
+        for (int i = 0; i < count; i++)
+        {
+            var g = new GuestFrame(first.Value + (ulong)i);
+            if (tails && i > 0) Pages.AllocatedTail(g); else Pages.Allocated(g);
+        }
+        return true;
     }
 
-    /// <summary>put_page: drops a pin; frees the page if it was freed while pinned.</summary>
-    internal void PutPage(GuestFrame gfn)
+    /// <summary>The owner frees its page (put of the allocation's reference): the page returns to its
+    /// allocator when nobody else references it, else at the last <see cref="PutPage"/>.</summary>
+    internal void FreePage(GuestFrame gfn) => Pages.Free(gfn);
+
+    /// <summary>get_page: keeps a page from going back to its allocator (a deferred grant end, a pinned user
+    /// page).</summary>
+    internal void GetPage(GuestFrame gfn) => Pages.Get(gfn);
+
+    /// <summary>put_page: drops a reference taken with <see cref="GetPage"/>.</summary>
+    internal void PutPage(GuestFrame gfn) => Pages.Put(gfn);
+
+    /// <summary>The last reference to a page is gone: it goes back to the allocator of its range. A RAM
+    /// page is checked by the isolation monitor first: freeing a frame another domain maps is a hazard.</summary>
+    internal void ReturnToAllocator(GuestFrame gfn)
     {
-        bool free = false;
-        lock (_pagePins)
+        if (gfn.Value < (ulong)Domain.RamPages)
         {
-            int n = _pagePins[gfn.Value] - 1;
-            if (n > 0) _pagePins[gfn.Value] = n;
-            else
-            {
-                _pagePins.Remove(gfn.Value);
-                free = _freePending.Remove(gfn.Value);
-            }
+            Host.CheckGuestFree(Domain, gfn);
+            Ram.Free(gfn);
         }
-        if (free) Ram.Free(gfn);
+        else Unpopulated.Free(gfn);
     }
 
     /// <summary>XENMEM_populate_physmap for a RAM GFN that was handed back to Xen (a DMA backing), then
@@ -236,7 +260,7 @@ public sealed class GuestKernel : IDomainSink
         if (Unpopulated.FreeCount != Unpopulated.Count) problems.Add($"{Domain}: {Unpopulated.Count - Unpopulated.FreeCount} unpopulated page(s) in use");
         if (Grants.InUse != 0) problems.Add($"{Domain}: {Grants.InUse} grant ref(s) in use");
         if (Grants.DeferredCount != 0) problems.Add($"{Domain}: {Grants.DeferredCount} deferred reclaim(s) pending");
-        lock (_pagePins) if (_pagePins.Count != 0) problems.Add($"{Domain}: {_pagePins.Count} page(s) pinned");
+        Pages.CheckLeaks(problems);
         if (!_eventHandlers.IsEmpty) problems.Add($"{Domain}: {_eventHandlers.Count} event handler(s) bound");
         lock (_leakChecks)
             foreach (var check in _leakChecks) problems.AddRange(check());

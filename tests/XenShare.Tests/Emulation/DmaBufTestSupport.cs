@@ -68,7 +68,7 @@ public abstract class DmaBufTest : EmulatorTest
     }
 
     /// <summary>EXP_FROM_REFS: 0 with the new fd, or -errno.</summary>
-    protected static int Export(GuestProcess p, int gd, uint flags, uint domid, uint[] refs, out int fd)
+    protected internal static int Export(GuestProcess p, int gd, uint flags, uint domid, uint[] refs, out int fd)
     {
         var arg = ExpArg(flags, domid, refs);
         fd = -1;
@@ -84,7 +84,7 @@ public abstract class DmaBufTest : EmulatorTest
         return fd;
     }
 
-    protected static int Wait(GuestProcess p, int gd, int fd, uint ms) =>
+    protected internal static int Wait(GuestProcess p, int gd, int fd, uint ms) =>
         p.Ioctl(gd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, Bytes(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fd, wait_to_ms = ms }));
 
     protected static byte[] ImpArg(int fd, int count, uint domid, uint reserved = 0)
@@ -95,7 +95,7 @@ public abstract class DmaBufTest : EmulatorTest
     }
 
     /// <summary>IMP_TO_REFS: 0 with the refs, or -errno.</summary>
-    protected static int Import(GuestProcess p, int gd, int fd, int count, uint domid, out uint[] refs, uint reserved = 0)
+    protected internal static int Import(GuestProcess p, int gd, int fd, int count, uint domid, out uint[] refs, uint reserved = 0)
     {
         var arg = ImpArg(fd, count, domid, reserved);
         int rc = p.Ioctl(gd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg);
@@ -103,7 +103,7 @@ public abstract class DmaBufTest : EmulatorTest
         return rc;
     }
 
-    protected static int ImpRelease(GuestProcess p, int gd, int fd, uint reserved = 0) =>
+    protected internal static int ImpRelease(GuestProcess p, int gd, int fd, uint reserved = 0) =>
         p.Ioctl(gd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, Bytes(new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fd, reserved = reserved }));
 
     protected static int Sync(GuestProcess p, int fd, ulong flags) =>
@@ -241,7 +241,7 @@ public abstract class DmaBufTest : EmulatorTest
             Frames = new GuestFrame[pages];
             if (contiguous)
             {
-                Assert.True(kernel.Ram.TryAllocateContiguous(pages, out var first));
+                Assert.True(kernel.TryAllocContiguous(pages, block: false, out var first));
                 for (int i = 0; i < pages; i++) Frames[i] = new GuestFrame(first.Value + (ulong)i);
             }
             else Assert.True(kernel.TryAllocPages(Frames, zero: true));

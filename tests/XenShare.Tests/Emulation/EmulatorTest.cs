@@ -8,9 +8,11 @@ using XenShare.Emulation.Kernel;
 namespace XenShare.Tests.Emulation;
 
 /// <summary>
-/// Base of every emulator test: a fresh host with dom0 (Arm64) and domU (dom1, Arm64), and a leak check
-/// after the test (TestMemoryPool style): every fd closed, every mapping gone, every page back, every
-/// grant entry invalid, no maptrack handle, no bound port. A test that leaves anything fails.
+/// Base of every emulator test: a fresh host with dom0 (Arm64) and domU (dom1, Arm64), and after the
+/// test (TestMemoryPool style) a leak check - every fd closed, every mapping gone, every page back, every
+/// grant entry invalid, no maptrack handle, no bound port -, the host invariants (pins against flags,
+/// frame ownership and reference counts) and the isolation monitor (no grant-mapped frame was ever freed,
+/// scrubbed or handed out). A test that leaves anything, or caused a hazard it did not take, fails.
 /// </summary>
 public abstract class EmulatorTest : IDisposable
 {
@@ -47,7 +49,12 @@ public abstract class EmulatorTest : IDisposable
                 Assert.True(P0.WaitIdle(TimeSpan.FromSeconds(30)) && PU.WaitIdle(TimeSpan.FromSeconds(30)), "a syscall is still in progress");
                 var leaks = Host.CheckLeaks();
                 Assert.True(leaks.Count == 0, "leaks after test:\n  " + string.Join("\n  ", leaks));
+                var broken = Xen.CheckInvariants();
+                Assert.True(broken.Count == 0, "invariants after test:\n  " + string.Join("\n  ", broken.Take(20)));
             }
+            // Always, even when a test keeps state alive on purpose: a hazard is never expected unless taken.
+            var hazards = Host.CheckIsolation();
+            Assert.True(hazards.Count == 0, "isolation after test:\n  " + string.Join("\n  ", hazards));
         }
         finally
         {
@@ -63,6 +70,8 @@ public abstract class EmulatorTest : IDisposable
     {
         var leaks = Host.CheckLeaks();
         Assert.True(leaks.Count == 0, "leaks:\n  " + string.Join("\n  ", leaks));
+        var hazards = Host.CheckIsolation();
+        Assert.True(hazards.Count == 0, "isolation:\n  " + string.Join("\n  ", hazards));
     }
 
     // ------------------------------------------------------------ byte-level ioctl helpers
@@ -93,7 +102,7 @@ public abstract class EmulatorTest : IDisposable
         return (MemoryMarshal.Read<ulong>(arg.AsSpan(8)), refs);
     }
 
-    protected static byte[] AllocGrefArg(DomainId to, int count, bool writable)
+    protected internal static byte[] AllocGrefArg(DomainId to, int count, bool writable)
     {
         var arg = new byte[Math.Max(24, 16 + 4 * count)];
         MemoryMarshal.Write(arg, new ioctl_gntalloc_alloc_gref { domid = to.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)count });
@@ -113,14 +122,14 @@ public abstract class EmulatorTest : IDisposable
     }
 
     /// <summary>gntdev MAP_GRANT_REF: returns the mmap offset.</summary>
-    protected static ulong MapGrantRefs(GuestProcess p, int fd, DomainId from, params uint[] refs)
+    protected internal static ulong MapGrantRefs(GuestProcess p, int fd, DomainId from, params uint[] refs)
     {
         var arg = MapGrantRefArg(from, refs);
         Assert.Equal(0, p.Ioctl(fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg));
         return MemoryMarshal.Read<ulong>(arg.AsSpan(8));
     }
 
-    protected static int UnmapGrantRef(GuestProcess p, int fd, ulong index, uint count) =>
+    protected internal static int UnmapGrantRef(GuestProcess p, int fd, ulong index, uint count) =>
         p.Ioctl(fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, Bytes(new ioctl_gntdev_unmap_grant_ref { index = index, count = count }));
 
     protected (ushort Flags, ushort DomId, uint Frame) Entry(EmulatedGuest g, uint gref) => g.Domain.GrantTable.ReadEntry(new GrantRef(gref));

@@ -43,7 +43,7 @@ public static class SystemHeap
         var frames = new GuestFrame[pages];
         if (contiguous)
         {
-            if (!kernel.Ram.TryAllocateContiguous(pages, out var first)) { errno = -Errno.ENOMEM; return null; }
+            if (!kernel.TryAllocContiguous(pages, block: false, out var first)) { errno = -Errno.ENOMEM; return null; }
             for (int i = 0; i < pages; i++) frames[i] = new GuestFrame(first.Value + (ulong)i);
             foreach (var g in frames) kernel.FrameSpan(g).Clear();
         }
