@@ -53,7 +53,7 @@ internal sealed class DmaBufFixture : IDisposable
             sharer.Dispose();
             p.Dispose();
         }
-        var leaks = Host.CheckLeaks();
+        var leaks = Host.CheckLeaks().Concat(Host.CheckIsolation()).ToList();
         Host.Dispose();
         if (leaks.Count != 0) throw new InvalidOperationException("benchmark leaked: " + string.Join("; ", leaks));
     }

@@ -55,6 +55,7 @@ internal static class DemoScene
 
             bool idle = backendProcess.WaitIdle(TimeSpan.FromSeconds(30)) & frontendProcess.WaitIdle(TimeSpan.FromSeconds(30));
             var leaks = new List<string>(host.CheckLeaks());
+            leaks.AddRange(host.CheckIsolation());
             if (!idle) leaks.Add("a system call was still in progress after the teardown");
             if (frontend.BackendCloseTimedOut) leaks.Add("the backend did not close before the frontend ended grant access");
 

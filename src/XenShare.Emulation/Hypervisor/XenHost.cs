@@ -670,15 +670,20 @@ public sealed class XenHost : IDisposable
             Call = CallChain(),
         });
 
-    /// <summary>The XenShare frames of the current call stack, innermost first, "Type.Method &lt;- ...".</summary>
+    /// <summary>The XenShare frames of the current call stack, innermost first, "Type.Method &lt;- ...",
+    /// without the monitor's own plumbing (the leading XenHost frames). Small methods may be inlined by
+    /// the JIT and then do not appear; the frames that name the operation are marked NoInlining.</summary>
     private static string CallChain()
     {
         var parts = new List<string>();
-        foreach (var raw in new StackTrace(3, false).ToString().Split('\n'))
+        bool plumbing = true;
+        foreach (var raw in new StackTrace(1, false).ToString().Split('\n'))
         {
             var line = raw.Trim();
             if (!line.StartsWith("at XenShare.", StringComparison.Ordinal)) continue;
             line = line[3..];
+            if (plumbing && line.StartsWith("XenShare.Emulation.Hypervisor.XenHost.", StringComparison.Ordinal)) continue;
+            plumbing = false;
             int paren = line.IndexOf('(', StringComparison.Ordinal);
             if (paren > 0) line = line[..paren];
             int dot = line.LastIndexOf('.', line.LastIndexOf('.') - 1);

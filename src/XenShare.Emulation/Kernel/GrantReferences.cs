@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using XenShare.Abi;
 using XenShare.Emulation.Hypervisor;
 
@@ -106,6 +107,7 @@ internal sealed class GrantReferences
     /// (EI09, GA02). With <paramref name="page"/> the caller hands its reference over; without one the page
     /// is the entry's frame, looked up and referenced here (get_page, as Linux since XSA-396). Returns
     /// false when deferred.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]   // names the deferral in the isolation monitor's call chains
     public bool EndAccess(uint gref, GuestFrame? page)
     {
         lock (_lock)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using XenShare.Abi;
 using XenShare.Emulation.Hypervisor;
 
@@ -176,6 +177,7 @@ public sealed class GuestKernel : IDomainSink
 
     /// <summary>The last reference to a page is gone: it goes back to the allocator of its range. A RAM
     /// page is checked by the isolation monitor first: freeing a frame another domain maps is a hazard.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]   // names the free in the isolation monitor's call chains
     internal void ReturnToAllocator(GuestFrame gfn)
     {
         if (gfn.Value < (ulong)Domain.RamPages)

@@ -40,6 +40,7 @@ internal sealed class PageRefs
 
     private readonly GuestKernel _kernel;
     private readonly int[] _count;
+    private readonly ulong[] _allocated;         // 1 bit a page: out of its allocator
     private readonly ulong[] _tail;              // 1 bit a page: a tail of a block allocation (base count 0)
     private readonly object _watchLock = new();
     private readonly Dictionary<ulong, Watch> _watched = new();
@@ -50,6 +51,7 @@ internal sealed class PageRefs
         _kernel = kernel;
         _count = new int[pages];
         _tail = new ulong[(pages + 63) / 64];
+        _allocated = new ulong[(pages + 63) / 64];
     }
 
     /// <summary>The number of guest pages covered.</summary>
@@ -67,6 +69,14 @@ internal sealed class PageRefs
 
     private int BaseOf(int i) => (Volatile.Read(ref _tail[i >> 6]) & (1UL << (i & 63))) != 0 ? 0 : 1;
 
+    /// <summary>Sets (true) or clears a page's allocated bit; returns whether it was set before.</summary>
+    private bool SwapAllocated(int i, bool set)
+    {
+        ulong bit = 1UL << (i & 63);
+        ulong before = set ? Interlocked.Or(ref _allocated[i >> 6], bit) : Interlocked.And(ref _allocated[i >> 6], ~bit);
+        return (before & bit) != 0;
+    }
+
     private int Index(GuestFrame gfn)
     {
         if (gfn.Value >= (ulong)_count.Length) throw new ArgumentOutOfRangeException(nameof(gfn), $"gfn {gfn} is outside {_kernel.Domain}");
@@ -77,7 +87,7 @@ internal sealed class PageRefs
     public void Allocated(GuestFrame gfn)
     {
         int i = Index(gfn);
-        if (Volatile.Read(ref _count[i]) != 0 || BaseOf(i) == 0)
+        if (Volatile.Read(ref _count[i]) != 0 || BaseOf(i) == 0 || SwapAllocated(i, true))
             throw new InvalidOperationException($"{_kernel.Domain}: allocated gfn {gfn} still has references");
         Volatile.Write(ref _count[i], 1);
     }
@@ -87,7 +97,7 @@ internal sealed class PageRefs
     public void AllocatedTail(GuestFrame gfn)
     {
         int i = Index(gfn);
-        if (Volatile.Read(ref _count[i]) != 0) throw new InvalidOperationException($"{_kernel.Domain}: allocated gfn {gfn} still has references");
+        if (Volatile.Read(ref _count[i]) != 0 || SwapAllocated(i, true)) throw new InvalidOperationException($"{_kernel.Domain}: allocated gfn {gfn} still has references");
         Interlocked.Or(ref _tail[i >> 6], 1UL << (i & 63));
     }
 
@@ -100,8 +110,9 @@ internal sealed class PageRefs
             _kernel.Host.CheckReferenceOnFreePage(_kernel.Domain, gfn, IsTail(gfn));
     }
 
-    /// <summary>put_page: drops a reference. At zero the page goes back to its allocator (a tail of a live
-    /// block stays with its block); at its allocation's count a waiter watching it may run.</summary>
+    /// <summary>put_page: drops a reference. At zero an allocated page goes back to its allocator (a tail of
+    /// a live block stays with its block; a stray reference on a free page, reported at its get, just goes);
+    /// at its allocation's count a waiter watching it may run.</summary>
     public void Put(GuestFrame gfn)
     {
         int i = Index(gfn);
@@ -111,7 +122,7 @@ internal sealed class PageRefs
             Interlocked.Increment(ref _count[i]);
             throw new InvalidOperationException($"{_kernel.Domain}: put of gfn {gfn} without a reference");
         }
-        if (n == 0 && BaseOf(i) == 1) _kernel.ReturnToAllocator(gfn);
+        if (n == 0 && BaseOf(i) == 1 && SwapAllocated(i, false)) _kernel.ReturnToAllocator(gfn);
         if (Volatile.Read(ref _watchedPages) != 0 && n <= BaseOf(i)) OnMaybeIdle(gfn, i);
     }
 
@@ -123,7 +134,7 @@ internal sealed class PageRefs
         if (BaseOf(i) == 1) { Put(gfn); return; }
         Interlocked.And(ref _tail[i >> 6], ~(1UL << (i & 63)));
         // From here a put to zero frees it; if no reference is left, nobody will put it: free it now.
-        if (Volatile.Read(ref _count[i]) == 0) _kernel.ReturnToAllocator(gfn);
+        if (Volatile.Read(ref _count[i]) == 0 && SwapAllocated(i, false)) _kernel.ReturnToAllocator(gfn);
     }
 
     /// <summary>Whether a page carries references beyond its allocation's.</summary>

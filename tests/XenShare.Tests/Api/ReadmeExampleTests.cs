@@ -26,5 +26,6 @@ public sealed class ReadmeExampleTests
             Assert.True(released);
         }
         Assert.Empty(host.CheckLeaks());
+        Assert.Empty(host.Isolation.Hazards);   // no domain read memory its owner freed
     }
 }

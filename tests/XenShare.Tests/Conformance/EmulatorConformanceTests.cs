@@ -43,6 +43,8 @@ public sealed class EmulatorConformanceTests
         var leaks = host.CheckLeaks(); // before the processes exit: an fd or mapping left open is a leak
 
         Assert.True(leaks.Count == 0, $"{ids} on {configuration} leaked:\n  " + string.Join("\n  ", leaks));
+        Assert.Empty(host.Xen.CheckInvariants());
+        Assert.Empty(host.CheckIsolation());
     }
 
     /// <summary>The same scenarios in dom0->self, with the gntdev self-export as the local dma-buf (what the
@@ -62,6 +64,8 @@ public sealed class EmulatorConformanceTests
         Assert.True(process.WaitIdle(TimeSpan.FromSeconds(30)), "a syscall is still in progress");
         var leaks = host.CheckLeaks();
         Assert.True(leaks.Count == 0, $"{ids} leaked:\n  " + string.Join("\n  ", leaks));
+        Assert.Empty(host.Xen.CheckInvariants());
+        Assert.Empty(host.CheckIsolation());
     }
 
     public static TheoryData<string> ImportCases()

@@ -38,6 +38,7 @@ public sealed class IoctlFuzzTests(ITestOutputHelper output)
                     {
                         w.Xen.Faults.Disarm();
                         Checks.Invariants(w.Xen, $"after step {n}");
+                        Checks.Isolated(w.Host, $"after step {n}");
                         if (faults) w.Xen.Faults.FailRandomly(0.01, seed + n, Enum.GetValues<FaultPoint>());
                     }
                 }

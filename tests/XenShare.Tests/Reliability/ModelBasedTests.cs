@@ -93,6 +93,7 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
                 {
                     Step(op);
                     Checks.Invariants(_w.Xen, $"after op {i} {op}");
+                    Checks.Isolated(_w.Host, $"after op {i} {op}");
                     CheckMappings($"after op {i} {op}");
                     i++;
                     Interlocked.Increment(ref s_steps);

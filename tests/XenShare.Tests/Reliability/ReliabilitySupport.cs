@@ -51,9 +51,12 @@ internal sealed class SmallWorld : IDisposable
     public const int GntAllocLimit = 96;
     public const int MaxFds = 48;
 
-    public SmallWorld(int guests = 2, bool withPv = false)
+    public SmallWorld(int guests = 2, bool withPv = false, bool synchronousGntDevUnmap = false)
     {
-        var kernel = new KernelOptions { GntDevLimit = GntDevLimit, GntAllocLimit = GntAllocLimit, MaxFdsPerProcess = MaxFds };
+        var kernel = new KernelOptions
+        {
+            GntDevLimit = GntDevLimit, GntAllocLimit = GntAllocLimit, MaxFdsPerProcess = MaxFds, SynchronousGntDevUnmap = synchronousGntDevUnmap,
+        };
         var cfg = new DomainConfig { RamPages = 1024, UnpopulatedPages = 2048, MaxGrantFrames = 2, MaptrackFrames = 2 };
         Host = new EmulatedHost(12288, cfg, kernel);
         Guests.Add(Host.Dom0);
@@ -108,6 +111,15 @@ internal static class Checks
     {
         var leaks = host.CheckLeaks();
         if (leaks.Count != 0) throw new Xunit.Sdk.XunitException($"leaks {context}:\n  " + string.Join("\n  ", leaks.Take(30)));
+        Isolated(host, context);
+    }
+
+    /// <summary>The isolation monitor found nothing: no grant-mapped frame was freed, scrubbed or handed
+    /// out, no reference was taken on a free page.</summary>
+    public static void Isolated(EmulatedHost host, string context)
+    {
+        var hazards = host.CheckIsolation();
+        if (hazards.Count != 0) throw new Xunit.Sdk.XunitException($"isolation {context}:\n  " + string.Join("\n  ", hazards.Take(30)));
     }
 
     /// <summary>Errno values a syscall of the emulated host may legitimately return.</summary>
