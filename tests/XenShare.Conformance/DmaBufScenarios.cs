@@ -31,6 +31,7 @@ internal static class DmaBufScenarios
         yield return new("EI09", "release while the peer maps: 0, the mapping keeps working", EI09);
         yield return new("EI09+D06", "deferred reclaim is pending until the peer unmaps", EI09Deferred,
             "the pending reclaim list is kernel-internal; a real dom0 process cannot read it");
+        yield return new("EI09+D02+GA02", "an export's import the peer maps: after release, teardown and reuse the peer keeps the old content", EI09Reuse);
         yield return new("EI10", "release with no peer mapping frees the refs at once", EI10);
         yield return new("EI11", "closing gntdev releases every import", EI11);
     }
@@ -350,6 +351,71 @@ internal static class DmaBufScenarios
         m.Dispose();
         Check.Equal(before, probe.DeferredReclaims(c.Self), "reclaimed when the peer unmapped (D06)");
         Check.Equal((ushort)0, probe.GrantEntry(c.Self, refs[1]).Flags, "ended after the unmap");
+    }
+
+    /// <summary>The reused-memory probe (an isolation bug of the emulator, found across domains): this domain
+    /// grants pages to itself, maps and exports them (flags 0: WC/COHERENT would hit the real driver's
+    /// no-CMA defect, docs/conformance.md), imports the export for the peer, which maps the refs; then it
+    /// closes the export, releases the import, unmaps, closes gntdev and gntalloc, and fills 1024 fresh
+    /// pages with a secret. The peer must still read the old pattern in every page.</summary>
+    private static void EI09Reuse(ConformanceContext c)
+    {
+        const int Pages = 4, ReusePages = 1024;
+        var p = c.Process;
+        var secret = "DOM0-SECRET"u8.ToArray();
+        static byte[] Pattern(int i) => System.Text.Encoding.ASCII.GetBytes($"PATTERN-{i:D2}-OLD-CONTENT");
+        var sharer = GrantSharer.Open(p);
+        SharedPages? pages = null;
+        GrantDevice? dev = null;
+        GrantMapping? own = null, peer = null;
+        ExportedDmaBuf? export = null;
+        GrantDevice? peerDev = null;
+        try
+        {
+            pages = sharer.Share(c.Self, Pages);
+            for (int i = 0; i < Pages; i++) Pattern(i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            dev = GrantDevice.Open(p);
+            own = dev.Map(c.Self, pages.Refs.ToArray());
+            for (int i = 0; i < Pages; i++) Check.True(own.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "own gntdev mapping shows the pattern");
+            export = dev.ExportDmaBuf(c.Self, pages.Refs.ToArray());
+            int key = export.Fd;
+            Check.Ok(Raw.Import(p, dev.Fd, key, Pages, c.Peer, out uint[] refs), "import the export for the peer");
+            peerDev = GrantDevice.Open(c.PeerProcess);
+            peer = peerDev.Map(c.Self, refs.Select(r => new GrantRef(r)).ToArray());
+            for (int i = 0; i < Pages; i++) Check.True(peer.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "peer mapping shows the pattern");
+
+            export.Close();
+            Check.Ok(Raw.ImportRelease(p, dev.Fd, key), "release while the peer maps (EI09)");
+            Check.Errno(Errno.ENOENT, Raw.WaitReleased(p, dev.Fd, key, 0), "the export is released at once (D02)");
+            own.Dispose();
+            pages.Dispose();
+            sharer.Dispose();
+            dev.Dispose();
+
+            using (var reuse = ProcessBuffer.Allocate(p, ReusePages * Raw.Page))
+            {
+                for (int i = 0; i < ReusePages; i++) secret.CopyTo(reuse.Span[(i * Raw.Page)..]);
+                int old = 0, leaked = 0;
+                for (int i = 0; i < Pages; i++)
+                {
+                    var page = peer.Span.Slice(i * Raw.Page, Raw.Page);
+                    if (page.StartsWith(Pattern(i))) old++;
+                    if (page.StartsWith(secret)) leaked++;
+                }
+                Check.Equal(0, leaked, "pages of the peer's mapping showing the owner's reused memory");
+                Check.Equal(Pages, old, "pages of the peer's mapping still showing the old content (GA02: not freed while mapped)");
+            }
+        }
+        finally
+        {
+            peer?.Dispose();
+            peerDev?.Dispose();
+            own?.Dispose();
+            export?.Dispose();
+            pages?.Dispose();
+            sharer.Dispose();
+            dev?.Dispose();
+        }
     }
 
     private static void EI10(ConformanceContext c)

@@ -13,6 +13,9 @@ namespace XenShare.Emulation.Hypervisor;
 /// a domain's <see cref="GrantTable"/> lock &lt; <see cref="MachineMemory"/>'s allocator lock. A
 /// maptrack shard lock is a leaf taken alone. <c>_eventLock</c> (all event channels) is taken alone; upcalls
 /// into kernels are made after releasing it. Grant map/unmap/copy hold at most one lock at a time.
+/// The <see cref="Isolation"/> monitor's findings are built (every grant table scanned under its own lock,
+/// one at a time) from the thread that caused them, with no lock of this type held; a finding raised while
+/// a grant table grows would scan with that table's lock held, which only a broken frame count can cause.
 /// </remarks>
 public sealed class XenHost : IDisposable
 {
