@@ -87,9 +87,10 @@ internal sealed class PageRefs
     public void Allocated(GuestFrame gfn)
     {
         int i = Index(gfn);
-        if (Volatile.Read(ref _count[i]) != 0 || BaseOf(i) == 0 || SwapAllocated(i, true))
-            throw new InvalidOperationException($"{_kernel.Domain}: allocated gfn {gfn} still has references");
-        Volatile.Write(ref _count[i], 1);
+        if (BaseOf(i) == 0 || SwapAllocated(i, true)) throw new InvalidOperationException($"{_kernel.Domain}: gfn {gfn} allocated twice");
+        // Added, not set: a stray reference taken while the page was free (reported at its get) stays
+        // counted, and its put later leaves the allocation's own reference.
+        Interlocked.Increment(ref _count[i]);
     }
 
     /// <summary>A page came out of an allocator as a tail of a non-compound block (dma_alloc without CMA):
@@ -97,7 +98,7 @@ internal sealed class PageRefs
     public void AllocatedTail(GuestFrame gfn)
     {
         int i = Index(gfn);
-        if (Volatile.Read(ref _count[i]) != 0 || SwapAllocated(i, true)) throw new InvalidOperationException($"{_kernel.Domain}: allocated gfn {gfn} still has references");
+        if (SwapAllocated(i, true)) throw new InvalidOperationException($"{_kernel.Domain}: gfn {gfn} allocated twice");
         Interlocked.Or(ref _tail[i >> 6], 1UL << (i & 63));
     }
 
