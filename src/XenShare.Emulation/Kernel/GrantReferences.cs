@@ -25,7 +25,7 @@ internal sealed class GrantReferences
 {
     private sealed class Deferred
     {
-        public GuestFrame Page;   // the page this entry holds a reference on
+        public GuestFrame? Page;   // the page this entry holds a reference on (none: not a page of this kernel)
         public required long Since;
     }
 
@@ -124,8 +124,13 @@ internal sealed class GrantReferences
                 if (page is { } given) d.Page = given;
                 else
                 {
-                    d.Page = new GuestFrame(_domain.GrantTable.ReadEntry(new GrantRef(gref)).Frame);
-                    _pages.Get(d.Page);
+                    // A frame outside this kernel's pages (a buffer without ordinary pages) has no count.
+                    var frame = new GuestFrame(_domain.GrantTable.ReadEntry(new GrantRef(gref)).Frame);
+                    if (frame.Value < (ulong)_pages.Size)
+                    {
+                        _pages.Get(frame);
+                        d.Page = frame;
+                    }
                 }
                 return false;
             }
@@ -142,7 +147,7 @@ internal sealed class GrantReferences
     public void OnUnpinned(uint gref)
     {
         if (Volatile.Read(ref _deferredCount) == 0) return;   // the hot path: nothing deferred
-        GuestFrame page;
+        GuestFrame? page;
         lock (_lock)
         {
             if (_deferred.Count == 0 || !_deferred.TryGetValue(gref, out var d)) return;
@@ -153,6 +158,6 @@ internal sealed class GrantReferences
             _inUse--;
             page = d.Page;
         }
-        _pages.Put(page);
+        if (page is { } held) _pages.Put(held);
     }
 }

@@ -77,7 +77,7 @@ public sealed class CrossDomainModelTests(ITestOutputHelper output)
         var e = Assert.ThrowsAny<Exception>(() => { using var run = new Run(synchronousGntDevUnmap: true); run.Execute(bug); });
         Assert.Contains("isolation after op 6", e.Message, StringComparison.Ordinal);
         Assert.Contains("FreedWhileMapped", e.Message, StringComparison.Ordinal);
-        Assert.Contains($"dom1 maps ref", e.Message, StringComparison.Ordinal);
+        Assert.Contains("dom1 maps ref", e.Message, StringComparison.Ordinal);
     }
 
     private const byte SecretByte = 0xEE;
