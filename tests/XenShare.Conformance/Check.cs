@@ -55,6 +55,4 @@ public static class Check
 
     public static string Describe(long rc) => rc < 0 ? Abi.Errno.Name((int)-rc) : rc.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>Skips the rest of the scenario unless the emulator probe is present.</summary>
-    public static IEmulatorProbe? ProbeOrNull(ConformanceContext c) => c.Probe;
 }

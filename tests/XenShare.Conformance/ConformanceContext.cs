@@ -54,8 +54,13 @@ public sealed class ConformanceContext
     public string Name { get; }
 
     /// <summary>Emulator internals (grant entries, deferred reclaim); null on real Xen, where the
-    /// emulator-only checks are skipped.</summary>
+    /// emulator-only scenarios are skipped.</summary>
     public IEmulatorProbe? Probe { get; }
+
+    /// <summary>Whether a thread of <see cref="Process"/> (managed id, kernel thread id) is blocked inside
+    /// EXP_WAIT_RELEASED right now: EW04's barrier. Default: the Linux kernel's view
+    /// (<see cref="LinuxThreads.IsBlockedInIoctl"/>); the emulator sets its kernel's own.</summary>
+    public Func<int, int, bool> IsBlockedInWait { get; init; } = LinuxThreads.IsBlockedInIoctl;
 }
 
 /// <summary>What only the emulated host can show: hypervisor state a real dom0 process cannot read.</summary>

@@ -8,6 +8,7 @@ using XenShare.Native;
 
 // XenShare conformance runner: the suite of tests/XenShare.Conformance on the native backend, dom0
 // granting to itself. Output, one line each (parsed by tools/realxen/run.sh):
+//   XENSHARE-SUITE <n> scenarios          (how many lines of the next kind must follow)
 //   XENSHARE-CONFORMANCE <ids> PASS|FAIL|SKIP <message>
 //   XENSHARE-P10 <wrapper ns> <bare ns> <ratio>
 //   XENSHARE-SUMMARY <passed> passed, <failed> failed, <skipped> skipped
@@ -29,6 +30,10 @@ Console.WriteLine($"XENSHARE-INFO {context.Name}, local dma-buf: {source}");
 Console.WriteLine("XENSHARE-INFO " + NativeXen.Probe().ToString().Replace('\n', ';'));
 
 int pass = 0, fail = 0, skip = 0;
+int selected = 0;
+foreach (var s in ConformanceSuite.All) if (only is null || only.Contains(s.Ids)) selected++;
+// The stage checks that this many scenario lines follow (a scenario that hangs or is lost fails it).
+Console.WriteLine($"XENSHARE-SUITE {selected} scenarios");
 foreach (var s in ConformanceSuite.All)
 {
     if (only is not null && !only.Contains(s.Ids)) continue;

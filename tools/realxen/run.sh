@@ -211,7 +211,7 @@ RES="$ART/realxen-results.txt"
     echo "# dom0 kernel: $(basename "$KIMG_DEB"), xen-gntdev.ko rebuilt with CONFIG_XEN_GNTDEV_DMABUF"
     tr -d '\r' < "$LOG" | grep -o 'XENSHARE-[A-Z0-9]*[ :].*' || true
 } > "$RES"
-grep -E '^XENSHARE-(INIT|CONFORMANCE|P10|SUMMARY)' "$RES" || true
+grep -E '^XENSHARE-(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
 pass=$(grep -c '^XENSHARE-CONFORMANCE [^ ]* PASS' "$RES" || true)
 fail=$(grep -c '^XENSHARE-CONFORMANCE [^ ]* FAIL' "$RES" || true)
 skip=$(grep -c '^XENSHARE-CONFORMANCE [^ ]* SKIP' "$RES" || true)
@@ -223,6 +223,15 @@ if ! grep -q '^XENSHARE-SUMMARY ' "$RES"; then
 fi
 if [ "$fail" -ne 0 ]; then
     say "FAILED: $fail scenario(s) failed in real dom0"
+    rc=1
+fi
+# The runner announces how many scenarios it runs; fewer result lines means one was lost or hung.
+suite=$(sed -n 's/^XENSHARE-SUITE \([0-9]*\) scenarios.*/\1/p' "$RES" | head -n 1)
+if [ -z "$suite" ]; then
+    say "FAILED: no XENSHARE-SUITE line (the runner did not say how many scenarios it runs)"
+    rc=1
+elif [ $((pass + fail + skip)) -ne "$suite" ]; then
+    say "FAILED: $((pass + fail + skip)) scenario result(s) for a suite of $suite"
     rc=1
 fi
 say "results in $RES; stage took $(( $(date +%s) - t0 ))s"

@@ -34,7 +34,10 @@ public sealed class EmulatorConformanceTests
         using var process = testGuest.StartProcess();
         using var peerProcess = host.Dom0.StartProcess();
         var context = new ConformanceContext(process, peerProcess, testGuest.Id, host.Dom0.Id,
-            LocalDmaBufSource.DmaHeap, "emulator " + configuration, probe);
+            LocalDmaBufSource.DmaHeap, "emulator " + configuration, probe)
+        {
+            IsBlockedInWait = (managed, _) => testGuest.Kernel.IsInReleaseWait(managed),
+        };
 
         var result = scenario.Run(context);
 
@@ -58,7 +61,10 @@ public sealed class EmulatorConformanceTests
         var domU = host.CreateGuest();
         using var process = host.Dom0.StartProcess();
         var context = new ConformanceContext(process, process, host.Dom0.Id, host.Dom0.Id,
-            LocalDmaBufSource.GntDevSelfExport, "emulator dom0-self gntdev-export", new Probe(host, domU));
+            LocalDmaBufSource.GntDevSelfExport, "emulator dom0-self gntdev-export", new Probe(host, domU))
+        {
+            IsBlockedInWait = (managed, _) => host.Dom0.Kernel.IsInReleaseWait(managed),
+        };
         var result = scenario.Run(context);
         Assert.True(result.Outcome == Outcome.Pass, $"{ids}: {result.Outcome}: {result.Message}");
         Assert.True(process.WaitIdle(TimeSpan.FromSeconds(30)), "a syscall is still in progress");

@@ -6,7 +6,7 @@ namespace XenShare.Tests.Native;
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
 public sealed class XenFactAttribute : FactAttribute
 {
-    public const string SkipReason = "needs /dev/xen/gntdev (a Xen guest); runs in the real-Xen stage";
+    public const string SkipReason = "needs /dev/xen/gntdev (a Xen guest): run dotnet test inside a Xen domain; the real-Xen stage does not run these xunit tests (it runs tools/conformance-runner)";
 
     public XenFactAttribute()
     {
