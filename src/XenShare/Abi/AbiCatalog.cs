@@ -68,9 +68,12 @@ public static class AbiCatalog
     /// <summary>Header of <see cref="DmaHeapIoctl"/>.</summary>
     public const string DmaHeapHeader = "linux/dma-heap.h";
 
+    /// <summary>Header of <see cref="XsWire"/> (the xenstore wire protocol; Debian package libxen-dev).</summary>
+    public const string XsWireHeader = "xen/io/xs_wire.h";
+
     /// <summary>The headers covered, in catalog order.</summary>
     public static IReadOnlyList<string> Headers { get; } =
-        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader]);
+        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader, XsWireHeader]);
 
     /// <summary>Every ioctl number (the static readonly <see cref="uint"/> fields of the four ioctl classes).</summary>
     public static IReadOnlyList<AbiIoctl> Ioctls { get; }
@@ -83,7 +86,7 @@ public static class AbiCatalog
 
     /// <summary>The classes whose fields are the ioctl numbers and constants, one per header.</summary>
     public static IReadOnlyList<Type> IoctlClasses { get; } =
-        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl)]);
+        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl), typeof(XsWire)]);
 
     static AbiCatalog()
     {
@@ -94,6 +97,7 @@ public static class AbiCatalog
         AddFields(typeof(EvtChnIoctl), EvtChnHeader, ioctls, constants);
         AddFields(typeof(DmaBufIoctl), DmaBufHeader, ioctls, constants);
         AddFields(typeof(DmaHeapIoctl), DmaHeapHeader, ioctls, constants);
+        AddFields(typeof(XsWire), XsWireHeader, ioctls, constants);
         Ioctls = ioctls.AsReadOnly();
         Constants = constants.AsReadOnly();
 
@@ -126,6 +130,7 @@ public static class AbiCatalog
         Add<dma_buf_export_sync_file>(structs, DmaBufHeader);
         Add<dma_buf_import_sync_file>(structs, DmaBufHeader);
         Add<dma_heap_allocation_data>(structs, DmaHeapHeader);
+        Add<xsd_sockmsg>(structs, XsWireHeader);
         Structs = structs.AsReadOnly();
     }
 

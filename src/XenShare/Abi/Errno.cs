@@ -15,6 +15,8 @@ public static class Errno
     public const int EIO = 5;
     /// <summary>No such device or address.</summary>
     public const int ENXIO = 6;
+    /// <summary>Argument list too long (xenstore: a reply or value too big).</summary>
+    public const int E2BIG = 7;
     /// <summary>Bad file descriptor.</summary>
     public const int EBADF = 9;
     /// <summary>Try again.</summary>
@@ -31,6 +33,8 @@ public static class Errno
     public const int EEXIST = 17;
     /// <summary>No such device.</summary>
     public const int ENODEV = 19;
+    /// <summary>Is a directory (xenstore).</summary>
+    public const int EISDIR = 21;
     /// <summary>Invalid argument.</summary>
     public const int EINVAL = 22;
     /// <summary>Too many open files.</summary>
@@ -43,8 +47,14 @@ public static class Errno
     public const int EFBIG = 27;
     /// <summary>Illegal seek.</summary>
     public const int ESPIPE = 29;
+    /// <summary>Read-only file system (xenstore).</summary>
+    public const int EROFS = 30;
     /// <summary>Function not implemented.</summary>
     public const int ENOSYS = 38;
+    /// <summary>Directory not empty (xenstore).</summary>
+    public const int ENOTEMPTY = 39;
+    /// <summary>Transport endpoint is already connected (xenstore).</summary>
+    public const int EISCONN = 106;
     /// <summary>Transport endpoint is not connected.</summary>
     public const int ENOTCONN = 107;
     /// <summary>Connection timed out.</summary>
@@ -58,6 +68,7 @@ public static class Errno
         EFAULT => "EFAULT", EBUSY => "EBUSY", ENODEV => "ENODEV", EINVAL => "EINVAL",
         EMFILE => "EMFILE", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", ESPIPE => "ESPIPE",
         ENOSYS => "ENOSYS", ENOTCONN => "ENOTCONN", ETIMEDOUT => "ETIMEDOUT",
+        E2BIG => "E2BIG", EISDIR => "EISDIR", EROFS => "EROFS", ENOTEMPTY => "ENOTEMPTY", EISCONN => "EISCONN",
         _ => "E?" + errno.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 }
