@@ -4,16 +4,17 @@ using XenShare.Emulation.Kernel;
 
 namespace XenShare.Emulation;
 
-/// <summary>A domain of the emulated host with its kernel and drivers (gntdev, gntalloc, evtchn).</summary>
+/// <summary>A domain of the emulated host with its kernel and drivers (gntdev, gntalloc, evtchn, xenbus).</summary>
 public sealed class EmulatedGuest
 {
-    internal EmulatedGuest(XenHost host, Domain domain, KernelOptions options)
+    internal EmulatedGuest(XenHost host, Domain domain, KernelOptions options, Xenstore.XenstoreDaemon xenstore)
     {
         Domain = domain;
         Kernel = new GuestKernel(host, domain, options);
         GntDev = new GntDevDriver(Kernel);
         _ = new GntAllocDriver(Kernel);
         _ = new EvtChnDriver(Kernel);
+        _ = new XenbusDriver(Kernel, xenstore);
         XenShare.Emulation.Kernel.DmaBuf.SystemHeap.Register(Kernel);
     }
 

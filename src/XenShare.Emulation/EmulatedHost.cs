@@ -1,23 +1,32 @@
+using System.Globalization;
 using XenShare.Emulation.Hypervisor;
 using XenShare.Emulation.Kernel;
+using XenShare.Emulation.Xenstore;
 
 namespace XenShare.Emulation;
 
 /// <summary>
 /// The embedded default backend: an in-process emulated Xen host with dom0 booted, on which more
-/// guests can be created. Every guest runs an emulated Linux kernel with gntdev, gntalloc and evtchn,
-/// faithful at the ioctl level.
+/// guests can be created. Every guest runs an emulated Linux kernel with gntdev, gntalloc, evtchn and
+/// xenbus, faithful at the ioctl level; dom0's xenstore daemon (<see cref="Xenstore"/>) serves every
+/// domain, and the host plays the toolstack: it introduces and releases domains in the store and writes
+/// device directories as <c>xl</c> does (<see cref="AddDevice"/>).
 /// </summary>
 public sealed class EmulatedHost : IDisposable
 {
     private readonly List<EmulatedGuest> _guests = new();
 
     /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory and dom0.</summary>
-    public EmulatedHost(int machineFrames = 262144, DomainConfig? dom0 = null, KernelOptions? dom0Kernel = null)
+    public EmulatedHost(int machineFrames = 262144, DomainConfig? dom0 = null, KernelOptions? dom0Kernel = null, XenstoreOptions? xenstore = null)
     {
         Xen = new XenHost(machineFrames);
+        Xenstore = new XenstoreDaemon(xenstore);
         Dom0 = CreateGuest((dom0 ?? new DomainConfig()) with { Id = DomainId.Dom0 }, dom0Kernel);
     }
+
+    /// <summary>dom0's xenstore daemon (XS01-XS08): every domain's <c>/dev/xen/xenbus</c> talks to it, and
+    /// <c>xenshare xenstored</c> serves it on a Unix socket.</summary>
+    public XenstoreDaemon Xenstore { get; }
 
     /// <summary>The hypervisor.</summary>
     public XenHost Xen { get; }
@@ -29,10 +38,61 @@ public sealed class EmulatedHost : IDisposable
     public EmulatedGuest CreateGuest(DomainConfig? config = null, KernelOptions? kernel = null)
     {
         var d = Xen.CreateDomain(config ?? new DomainConfig());
-        var g = new EmulatedGuest(Xen, d, kernel ?? new KernelOptions());
+        var g = new EmulatedGuest(Xen, d, kernel ?? new KernelOptions(), Xenstore);
         lock (_guests) _guests.Add(g);
+        // XS08, as the toolstack does: the domain's home, its name and id, then the introduction.
+        string home = HomeOf(d.Id);
+        Xenstore.IntroduceDomain(d.Id);
+        Xenstore.Write(home + "/name", d.Id == DomainId.Dom0 ? "Domain-0" : "domu" + d.Id.Value.ToString(CultureInfo.InvariantCulture));
+        Xenstore.Write(home + "/domid", d.Id.Value.ToString(CultureInfo.InvariantCulture));
         return g;
     }
+
+    /// <summary>XB01: writes a PV device's frontend and backend directories as <c>xl</c> does for
+    /// <c>vdispl = [...]</c> and the like: <c>/local/domain/&lt;fe&gt;/device/&lt;type&gt;/&lt;id&gt;/</c>
+    /// (<c>backend</c>, <c>backend-id</c>, <c>state</c> 1, owned by the frontend, readable by the backend) and
+    /// <c>/local/domain/&lt;be&gt;/backend/&lt;type&gt;/&lt;fe&gt;/&lt;id&gt;/</c> (<c>frontend</c>,
+    /// <c>frontend-id</c>, <c>online</c> 1, <c>state</c> 1, owned by the backend, readable by the frontend),
+    /// plus <paramref name="backendFields"/> (relative to the backend directory: "be-alloc", "0/resolution",
+    /// ...). Returns (frontend path, backend path).</summary>
+    public (string Frontend, string Backend) AddDevice(EmulatedGuest frontend, EmulatedGuest backend, string type, int id,
+        IReadOnlyDictionary<string, string>? backendFields = null)
+    {
+        ArgumentNullException.ThrowIfNull(frontend);
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentException.ThrowIfNullOrEmpty(type);
+        string fe = frontend.Id.Value.ToString(CultureInfo.InvariantCulture), be = backend.Id.Value.ToString(CultureInfo.InvariantCulture);
+        string devid = id.ToString(CultureInfo.InvariantCulture);
+        string fePath = $"{HomeOf(frontend.Id)}/device/{type}/{devid}";
+        string bePath = $"{HomeOf(backend.Id)}/backend/{type}/{fe}/{devid}";
+        Check(Xenstore.Write(bePath + "/frontend", fePath), bePath);
+        Check(Xenstore.Write(bePath + "/frontend-id", fe), bePath);
+        Check(Xenstore.Write(bePath + "/online", "1"), bePath);
+        Check(Xenstore.Write(bePath + "/state", "1"), bePath);
+        if (backendFields is not null)
+            foreach (var (k, v) in backendFields) Check(Xenstore.Write(bePath + "/" + k, v), bePath + "/" + k);
+        Check(Xenstore.Write(fePath + "/backend", bePath), fePath);
+        Check(Xenstore.Write(fePath + "/backend-id", be), fePath);
+        Check(Xenstore.Write(fePath + "/state", "1"), fePath);
+        SetTree(bePath, backend.Id, frontend.Id);
+        SetTree(fePath, frontend.Id, backend.Id);
+        return (fePath, bePath);
+
+        static void Check(int rc, string what)
+        {
+            if (rc < 0) throw new InvalidOperationException($"xenstore write of {what} failed: {Abi.Errno.Name(-rc)}");
+        }
+    }
+
+    /// <summary>Sets "n&lt;owner&gt;, r&lt;reader&gt;" on a node and everything below it.</summary>
+    private void SetTree(string path, DomainId owner, DomainId reader)
+    {
+        string o = "n" + owner.Value.ToString(CultureInfo.InvariantCulture), r = "r" + reader.Value.ToString(CultureInfo.InvariantCulture);
+        Xenstore.SetPermissions(path, o, r);
+        foreach (var child in Xenstore.Directory(path)) SetTree(path + "/" + child, owner, reader);
+    }
+
+    private static string HomeOf(DomainId id) => "/local/domain/" + id.Value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Destroys a guest's domain (its processes should have exited).</summary>
     public void DestroyGuest(EmulatedGuest guest)
@@ -40,6 +100,9 @@ public sealed class EmulatedHost : IDisposable
         ArgumentNullException.ThrowIfNull(guest);
         lock (_guests) if (!_guests.Remove(guest)) return;
         Xen.DestroyDomain(guest.Id);
+        // XS08: the toolstack removes the domain's home, then xenstored releases it (@releaseDomain).
+        Xenstore.Remove(HomeOf(guest.Id));
+        Xenstore.ReleaseDomain(guest.Id);
     }
 
     /// <summary>The cross-domain use-after-free detector: every grant-mapped frame freed, scrubbed or
@@ -59,6 +122,8 @@ public sealed class EmulatedHost : IDisposable
         lock (_guests)
             foreach (var g in _guests) problems.AddRange(g.Kernel.CheckLeaks());
         problems.AddRange(Xen.CheckLeaks());
+        int connections = Xenstore.ConnectionCount;
+        if (connections != 0) problems.Add($"xenstore: {connections} connection(s) open");
         return problems;
     }
 
