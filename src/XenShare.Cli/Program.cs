@@ -23,6 +23,7 @@ internal static class Program
         root.Subcommands.Add(AbiCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(XenstoredCommand.Create());
 
         return root;
     }
