@@ -16,6 +16,7 @@ internal static class BenchTargets
         new P7HotPathAllocations(),
         new P8BytesPerMappedPage(),
         new P9TwoThreads(),
+        new P12XenstoreWatch(),
     ];
 
     /// <summary>The targets named in a comma-separated list (case-insensitive), in report order; all of

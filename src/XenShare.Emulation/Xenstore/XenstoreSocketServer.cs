@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using XenShare.Abi;
 
 namespace XenShare.Emulation.Xenstore;
@@ -12,24 +11,31 @@ namespace XenShare.Emulation.Xenstore;
 /// Real clients (Debian's <c>xenstore-read</c>, <c>-write</c>, <c>-ls</c>, <c>-rm</c>, <c>-watch</c>,
 /// which honour <c>XENSTORED_PATH</c>) talk to it unchanged.
 /// </summary>
-/// <remarks>Lock: <c>_lock</c> guards the client list (a leaf). Each client has a reader task and a writer
-/// task fed by a channel, so the daemon's delivery (under its lock) only queues.</remarks>
+/// <remarks>Lock: <c>_lock</c> guards the client list (a leaf). Each client has a reader thread (blocking,
+/// buffered receives, as xenstored serves its few clients); replies and events are written by the daemon's
+/// delivery straight to the client's socket under the client's send lock (daemon &lt; client send lock),
+/// so they stay in order; a send that cannot complete within <see cref="SendTimeoutMs"/> (a client that
+/// stopped reading) disconnects that client.</remarks>
 public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
 {
     private sealed class Client(Socket socket)
     {
         public Socket Socket { get; } = socket;
-        public Channel<ReadOnlyMemory<byte>> Outgoing { get; } = Channel.CreateUnbounded<ReadOnlyMemory<byte>>(new UnboundedChannelOptions { SingleReader = true });
+        public object SendLock { get; } = new();
+        public bool Closed { get; set; }
         public XenstoreConnection? Connection { get; set; }
-        public Task? Pump { get; set; }
+        public Thread? Reader { get; set; }
     }
+
+    /// <summary>How long a write to a client may block before the client is dropped.</summary>
+    public const int SendTimeoutMs = 2000;
 
     private readonly object _lock = new();
     private readonly List<Client> _clients = new();
     private readonly XenstoreDaemon _daemon;
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task _accept;
+    private readonly Thread _accept;
     private int _disposed;
 
     private XenstoreSocketServer(XenstoreDaemon daemon, string path)
@@ -47,7 +53,8 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
             _listener.Dispose();
             throw;
         }
-        _accept = AcceptLoop();
+        _accept = new Thread(AcceptLoop) { IsBackground = true, Name = "xenstored accept" };
+        _accept.Start();
     }
 
     /// <summary>Binds <paramref name="path"/> (a stale socket file there is replaced; any other file is
@@ -89,73 +96,81 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
     /// <summary>Clients connected now.</summary>
     public int ClientCount { get { lock (_lock) return _clients.Count; } }
 
-    private async Task AcceptLoop()
+    /// <summary>Accepts on a thread of its own with blocking calls, so client sockets stay in blocking
+    /// mode (a socket once used asynchronously pays for emulated blocking on every synchronous call).</summary>
+    private void AcceptLoop()
     {
         while (!_stop.IsCancellationRequested)
         {
             Socket s;
-            try { s = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { return; }
+            try { s = _listener.Accept(); }
             catch (SocketException) { return; }
             catch (ObjectDisposedException) { return; }
+            s.SendTimeout = SendTimeoutMs;
             var client = new Client(s);
-            client.Connection = _daemon.Connect(DomainId.Dom0, m => client.Outgoing.Writer.TryWrite(m));
+            client.Connection = _daemon.Connect(DomainId.Dom0, m => Deliver(client, m));
             lock (_lock) _clients.Add(client);
-            client.Pump = Task.WhenAll(ReadLoop(client), WriteLoop(client));
+            client.Reader = new Thread(() => ReadLoop(client)) { IsBackground = true, Name = "xenstored client" };
+            client.Reader.Start();
         }
     }
 
-    private async Task ReadLoop(Client c)
+    private void ReadLoop(Client c)
     {
-        var buffer = new byte[XsWire.HeaderSize + XsWire.XENSTORE_PAYLOAD_MAX];
+        // Buffered: one receive usually brings a whole request (or several); complete ones are handed over.
+        var buffer = new byte[4 * (XsWire.HeaderSize + XsWire.XENSTORE_PAYLOAD_MAX)];
+        int have = 0;
         try
         {
             while (true)
             {
-                if (!await Fill(c.Socket, buffer.AsMemory(0, XsWire.HeaderSize)).ConfigureAwait(false)) break;
-                uint len = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(12));
-                if (len > XsWire.XENSTORE_PAYLOAD_MAX) break;   // XS01: a protocol error ends the client
-                if (len > 0 && !await Fill(c.Socket, buffer.AsMemory(XsWire.HeaderSize, (int)len)).ConfigureAwait(false)) break;
-                if (c.Connection!.Submit(buffer.AsSpan(0, XsWire.HeaderSize + (int)len)) < 0) break;
+                int n = c.Socket.Receive(buffer.AsSpan(have));
+                if (n == 0) break;
+                have += n;
+                int at = 0;
+                while (have - at >= XsWire.HeaderSize)
+                {
+                    uint len = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(at + 12));
+                    if (len > XsWire.XENSTORE_PAYLOAD_MAX) return;   // XS01: a protocol error ends the client
+                    int size = XsWire.HeaderSize + (int)len;
+                    if (have - at < size) break;
+                    if (c.Connection!.Submit(buffer.AsSpan(at, size)) < 0) return;
+                    at += size;
+                }
+                buffer.AsSpan(at, have - at).CopyTo(buffer);
+                have -= at;
             }
         }
         catch (SocketException) { }
         catch (ObjectDisposedException) { }
-        catch (OperationCanceledException) { }
         finally { Drop(c); }
     }
 
-    private async Task<bool> Fill(Socket s, Memory<byte> into)
+    /// <summary>The daemon's delivery (under its lock): written straight to the socket, in order. A client
+    /// that leaves its socket's buffer full (far more unread replies than any protocol use makes) for
+    /// <see cref="SendTimeoutMs"/> is disconnected, so it can never hold the daemon for longer.</summary>
+    private static void Deliver(Client c, ReadOnlyMemory<byte> m)
     {
-        int got = 0;
-        while (got < into.Length)
+        lock (c.SendLock)
         {
-            int n = await s.ReceiveAsync(into[got..], SocketFlags.None, _stop.Token).ConfigureAwait(false);
-            if (n == 0) return false;
-            got += n;
-        }
-        return true;
-    }
-
-    private static async Task WriteLoop(Client c)
-    {
-        try
-        {
-            await foreach (var m in c.Outgoing.Reader.ReadAllAsync().ConfigureAwait(false))
+            if (c.Closed) return;
+            try
             {
-                int sent = 0;
-                while (sent < m.Length) sent += await c.Socket.SendAsync(m[sent..], SocketFlags.None).ConfigureAwait(false);
+                c.Socket.Send(m.Span);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                c.Closed = true;
+                try { c.Socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
             }
         }
-        catch (SocketException) { }
-        catch (ObjectDisposedException) { }
     }
 
     private void Drop(Client c)
     {
         lock (_lock) if (!_clients.Remove(c)) return;
         c.Connection?.Dispose();
-        c.Outgoing.Writer.TryComplete();
+        lock (c.SendLock) c.Closed = true;
         try { c.Socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         c.Socket.Dispose();
     }
@@ -166,12 +181,13 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
+        try { _listener.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
         _listener.Dispose();
-        await _accept.ConfigureAwait(false);
+        _accept.Join();
         Client[] all;
         lock (_lock) all = _clients.ToArray();
         foreach (var c in all) Drop(c);
-        foreach (var c in all) if (c.Pump is { } p) await p.ConfigureAwait(false);
+        foreach (var c in all) c.Reader?.Join();
         _stop.Dispose();
         try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
