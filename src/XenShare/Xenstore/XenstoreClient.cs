@@ -501,11 +501,27 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         XsMessage message, uint type, uint txId, string? path, bool cancellable, CancellationToken cancellationToken)
     {
         Task<Reply> pending = Submit(ref message, type, txId, cancellationToken);
-        // A cancelled wait abandons only the wait: the request stays registered so its late reply is
-        // recognised and dropped instead of looking like an unknown req_id.
-        Reply reply = cancellable
-            ? await pending.WaitAsync(cancellationToken).ConfigureAwait(false)
-            : await pending.ConfigureAwait(false);
+        Reply reply;
+        if (!cancellable)
+        {
+            reply = await pending.ConfigureAwait(false);
+        }
+        else
+        {
+            try
+            {
+                reply = await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!pending.IsCompleted)
+            {
+                // A cancelled wait abandons only the wait: the request stays registered so its late
+                // reply is recognised and dropped instead of looking like an unknown req_id. Should the
+                // connection fail first, nobody is left to observe that failure: observe it here.
+                _ = pending.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                    TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                throw;
+            }
+        }
         if (reply.Type == XsWire.XS_ERROR)
         {
             // XS02: the payload is the errno name, NUL-terminated.

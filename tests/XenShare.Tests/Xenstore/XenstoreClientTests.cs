@@ -137,6 +137,56 @@ public sealed class XenstoreClientTests
         await rig.Client.ReaderCompletion.WaitAsync(Patience);
     }
 
+    [Theory]
+    [InlineData("socket", "wrong-type")]
+    [InlineData("xenbus", "wrong-type")]
+    [InlineData("socket", "malformed-event")]
+    [InlineData("xenbus", "malformed-event")]
+    public async Task XS01_ProtocolViolationsBreakTheConnection(string transport, string violation)
+    {
+        await using var rig = new Rig(transport);
+        rig.Daemon.StallReads["/slow"] = true;
+        var pending = rig.Client.ReadAsync("/slow");
+        var stalled = await rig.Daemon.NextStalledAsync();
+        byte[] hostile = violation == "wrong-type"
+            ? [.. Header(XsWire.XS_DIRECTORY, stalled.ReqId, 0, 2), .. "a\0"u8.ToArray()] // a READ answered as DIRECTORY
+            : [.. Header(XsWire.XS_WATCH_EVENT, 0, 0, 4), .. "/abc"u8.ToArray()];        // an event without its token
+        stalled.Connection.SendRaw(hostile);
+        await Assert.ThrowsAsync<IOException>(() => pending.WaitAsync(Patience));
+        await rig.Client.ReaderCompletion.WaitAsync(Patience);
+        await Assert.ThrowsAsync<IOException>(() => rig.Client.MkdirAsync("/later"));
+    }
+
+    [Theory]
+    [InlineData("socket")]
+    [InlineData("xenbus")]
+    public async Task XS05_EventForAnUnknownTokenIsDropped(string transport)
+    {
+        await using var rig = new Rig(transport);
+        await rig.Client.WriteAsync("/slow", "v");
+        rig.Daemon.StallReads["/slow"] = true;
+        var pending = rig.Client.ReadStringAsync("/slow");
+        var stalled = await rig.Daemon.NextStalledAsync();
+        // A watch that was just removed may still fire once: that is not a protocol violation.
+        stalled.Connection.SendEvent("/gone", "nobody");
+        rig.Daemon.ReleaseStalled();
+        Assert.Equal("v", await pending.WaitAsync(Patience));
+        await rig.Client.MkdirAsync("/still-open");
+    }
+
+    [Theory]
+    [InlineData("socket")]
+    [InlineData("xenbus")]
+    public async Task XS05_DisposingTheClientEndsWatches(string transport)
+    {
+        var rig = new Rig(transport);
+        await using var watch = rig.Client.WatchAsync("/w", "t").GetAsyncEnumerator();
+        Assert.True(await watch.MoveNextAsync().AsTask().WaitAsync(Patience));
+        var next = watch.MoveNextAsync().AsTask();
+        await rig.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => next.WaitAsync(Patience));
+    }
+
     [Fact]
     public async Task XS01_PathsAndSizesValidatedBeforeSending()
     {
