@@ -70,6 +70,16 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void P12_row_is_well_formed()
+    {
+        var row = Assert.Single(BenchTargets.Run(BenchTargets.Select("P12", out _), BenchOptions.Quick));
+        AssertWellFormed(row);
+        Assert.Equal("P12", row.Id);
+        Assert.Equal("<= 2", row.Target);
+        Assert.Contains("watch event", row.What, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void P3_row_is_well_formed_and_reports_flatness()
     {
         var rows = BenchTargets.Run(BenchTargets.Select("P3", out _), BenchOptions.Quick);
@@ -97,7 +107,7 @@ public sealed class BenchCommandTests
     [Fact]
     public void Only_implemented_targets_are_listed()
     {
-        Assert.Equal(["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"], BenchTargets.All.Select(t => t.Id));
+        Assert.Equal(["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P12"], BenchTargets.All.Select(t => t.Id));
     }
 
     [Fact]
