@@ -96,8 +96,7 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
     /// <summary>Clients connected now.</summary>
     public int ClientCount { get { lock (_lock) return _clients.Count; } }
 
-    /// <summary>Accepts on a thread of its own with blocking calls, so client sockets stay in blocking
-    /// mode (a socket once used asynchronously pays for emulated blocking on every synchronous call).</summary>
+    /// <summary>Accepts on a thread of its own with blocking calls; each client gets its reader thread.</summary>
     private void AcceptLoop()
     {
         while (!_stop.IsCancellationRequested)
@@ -175,9 +174,9 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
         c.Socket.Dispose();
     }
 
-    /// <summary>Stops accepting, closes every client (their watches and transactions end) and removes the
-    /// socket file.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops accepting, closes every client (their watches and transactions end), waits for their
+    /// reader threads and removes the socket file.</summary>
+    public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
@@ -192,6 +191,10 @@ public sealed class XenstoreSocketServer : IAsyncDisposable, IDisposable
         try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    /// <summary>Blocking form of <see cref="DisposeAsync"/>.</summary>
-    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+    /// <summary>The same as <see cref="Dispose"/> (it completes synchronously).</summary>
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
 }
