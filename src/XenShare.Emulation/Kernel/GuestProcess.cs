@@ -207,8 +207,8 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             lock (_fdLock) Monitor.PulseAll(_fdLock);
     }
 
-    /// <summary>Waits until no ioctl of this process is in progress (a blocked wait thread of an async
-    /// API holds file references until it returns). False on timeout.</summary>
+    /// <summary>Waits until no ioctl or read of this process is in progress (a blocked wait thread of an
+    /// async API, or a client's reader thread, holds file references until it returns). False on timeout.</summary>
     public bool WaitIdle(TimeSpan timeout)
     {
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
@@ -243,8 +243,14 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     {
         var f = GetFile(fd);
         if (f is null) return -Errno.EBADF;
+        // A read may block (evtchn, xenbus): it is a syscall in progress for WaitIdle, like an ioctl.
+        Interlocked.Increment(ref _inFlight);
         try { return f.Read(this, buffer); }
-        finally { f.Put(); }
+        finally
+        {
+            f.Put();
+            LeaveSyscall();
+        }
     }
 
     /// <inheritdoc/>
