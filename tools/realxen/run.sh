@@ -109,6 +109,16 @@ BB_DEB=$(fetch arm64 busybox-static)
 LIBC_DEB=$(fetch arm64 libc6)
 LIBSTDCXX_DEB=$(fetch arm64 libstdc++6)
 LIBGCC_DEB=$(fetch arm64 libgcc-s1)
+# Xen's C xenstored and xen-init-dom0 for dom0 (the XS scenarios run against the real daemon), with the
+# libraries they need, all at the hypervisor's version.
+XENV=$(candidate "${A[@]}" policy xen-utils-4.17)
+[ -n "$XENV" ] && [ "$XENV" != "(none)" ] || die "no xen-utils-4.17 in the arm64 lists"
+TOOL_DEBS=()
+for p in xen-utils-4.17 xenstore-utils libxenstore4 libxentoolcore1 libxenmisc4.17 libxencall1 libxenevtchn1 \
+         libxenforeignmemory1 libxengnttab1 libxentoollog1 libxenhypfs1 libxendevicemodel1; do
+    TOOL_DEBS+=("$(fetch arm64 "$p" "$XENV")")
+done
+for p in libyajl2 libuuid1 libfdt1 zlib1g; do TOOL_DEBS+=("$(fetch arm64 "$p")"); done
 
 # ------------------------------------------------------------------ 4. kernel pieces + module (cached per ABI)
 K="$C/kernel-$KPKGVER"
@@ -170,11 +180,21 @@ ln -sfn aarch64-linux-gnu/ld-linux-aarch64.so.1 "$R/lib/ld-linux-aarch64.so.1"
 ln -sfn lib "$R/lib64"
 mkdir -p "$R/usr"; ln -sfn ../lib "$R/usr/lib"
 MODDIR="$K/image/lib/modules/$KVER-arm64/kernel/drivers/xen"
-for m in xen-evtchn xen-gntalloc; do
-    if [ -f "$MODDIR/$m.ko" ]; then cp "$MODDIR/$m.ko" "$R/lib/modules/0-$m.ko"
-    elif [ -f "$MODDIR/$m.ko.xz" ]; then xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/0-$m.ko"
-    else say "note: $m not a module in $KVER (built in?)"; fi
+for m in xen-evtchn xen-gntalloc xen-privcmd xenfs/xenfs; do
+    n=$(basename "$m")
+    if [ -f "$MODDIR/$m.ko" ]; then cp "$MODDIR/$m.ko" "$R/lib/modules/0-$n.ko"
+    elif [ -f "$MODDIR/$m.ko.xz" ]; then xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/0-$n.ko"
+    else say "note: $n not a module in $KVER (built in?)"; fi
 done
+# The toolstack pieces dom0 needs for xenstore: C xenstored, xen-init-dom0, xenstore-read, their libraries.
+mkdir -p "$R/tool"
+for deb in "${TOOL_DEBS[@]}"; do dpkg -x "$deb" "$R/tool"; done
+mkdir -p "$R/usr/lib/xen-4.17/bin" "$R/usr/bin"
+cp -a "$R/tool/usr/lib/xen-4.17/bin/xenstored" "$R/tool/usr/lib/xen-4.17/bin/xen-init-dom0" "$R/usr/lib/xen-4.17/bin/" ||
+    die "xenstored or xen-init-dom0 missing from xen-utils-4.17"
+cp -a "$R/tool/usr/bin/xenstore" "$R/usr/bin/xenstore-read"
+find "$R/tool" -path '*/aarch64-linux-gnu/*' -name '*.so*' \( -type f -o -type l \) -exec cp -a {} "$R/lib/aarch64-linux-gnu/" \;
+rm -rf "$R/tool"
 cp "$MB/xen-gntdev.ko" "$R/lib/modules/1-xen-gntdev.ko"
 cp -a "$PUB"/. "$R/opt/xenshare/"
 echo "${XENSHARE_REALXEN_ARGS:-}" > "$R/opt/xenshare/args"
