@@ -40,12 +40,29 @@ public sealed class EmulatedHost : IDisposable
         var d = Xen.CreateDomain(config ?? new DomainConfig());
         var g = new EmulatedGuest(Xen, d, kernel ?? new KernelOptions(), Xenstore);
         lock (_guests) _guests.Add(g);
-        // XS08, as the toolstack does: the domain's home, its name and id, then the introduction.
-        string home = HomeOf(d.Id);
+        WriteHome(d.Id);
         Xenstore.IntroduceDomain(d.Id);
-        Xenstore.Write(home + "/name", d.Id == DomainId.Dom0 ? "Domain-0" : "domu" + d.Id.Value.ToString(CultureInfo.InvariantCulture));
-        Xenstore.Write(home + "/domid", d.Id.Value.ToString(CultureInfo.InvariantCulture));
         return g;
+    }
+
+    /// <summary>XS08, as libxl does before it introduces a domain (and as the real-Xen stage showed): the
+    /// home <c>/local/domain/&lt;id&gt;</c> is dom0's and only readable by the domain, as are its
+    /// <c>device</c> and <c>control</c> directories, <c>name</c> and <c>domid</c>; the domain owns
+    /// <c>data</c>, <c>drivers</c>, <c>feature</c>, <c>attr</c> and <c>error</c>, where it may write.</summary>
+    private void WriteHome(DomainId id)
+    {
+        string home = HomeOf(id), d = id.Value.ToString(CultureInfo.InvariantCulture);
+        string[] readOnly = ["n0", "r" + d], ownedByGuest = ["n" + d];
+        Xenstore.Write(home + "/name", id == DomainId.Dom0 ? "Domain-0" : "domu" + d);
+        Xenstore.Write(home + "/domid", d);
+        foreach (var sub in new[] { "device", "control" }) Xenstore.Write(home + "/" + sub, "");
+        foreach (var path in new[] { home, home + "/name", home + "/domid", home + "/device", home + "/control" })
+            Xenstore.SetPermissions(path, readOnly);
+        foreach (var sub in new[] { "data", "drivers", "feature", "attr", "error" })
+        {
+            Xenstore.Write(home + "/" + sub, "");
+            Xenstore.SetPermissions(home + "/" + sub, ownedByGuest);
+        }
     }
 
     /// <summary>XB01: writes a PV device's frontend and backend directories as <c>xl</c> does for

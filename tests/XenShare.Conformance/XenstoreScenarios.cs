@@ -7,11 +7,13 @@ namespace XenShare.Conformance;
 /// <summary>
 /// xenstore as a domain's process sees it (XS02-XS07), through <c>/dev/xen/xenbus</c> on the seam with the
 /// typed client: the emulated daemon on the emulator, Xen's C xenstored in the real-Xen stage. Every
-/// scenario works under the domain's own home (relative paths), so it runs in dom0 and in a guest alike.
+/// scenario works under the domain's <c>data</c> directory (relative paths): the toolstack makes the home
+/// itself read-only for a guest and gives it <c>data</c> (what the real-Xen stage's domU showed), so it
+/// runs in dom0 and in a guest alike.
 /// </summary>
 internal static class XenstoreScenarios
 {
-    private const string Root = "xenshare-conformance";
+    private const string Root = "data/xenshare-conformance";
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
     public static IEnumerable<ConformanceScenario> All()
@@ -40,7 +42,7 @@ internal static class XenstoreScenarios
             Check.Equal("value", await xs.ReadStringAsync(home + "/" + Node("a/b")), "read back (absolute)");
             Check.Equal("", await xs.ReadStringAsync(Node("a")), "a parent made by the write is empty");
             await xs.MkdirAsync(Node("c"));
-            var names = await xs.DirectoryAsync(Root);
+            var names = await xs.DirectoryAsync(Root);   // (relative to the home)
             Check.True(names.Count == 2 && names.Contains("a") && names.Contains("c"), "directory: " + string.Join(",", names));
             await xs.RemoveAsync(Node("a"));
             Check.Equal(null, await xs.TryReadStringAsync(Node("a/b")), "removed with its parent");

@@ -12,28 +12,45 @@ using XenShare.Native;
 //   XENSHARE-CONFORMANCE <ids> PASS|FAIL|SKIP <message>
 //   XENSHARE-P10 <wrapper ns> <bare ns> <ratio>
 //   XENSHARE-SUMMARY <passed> passed, <failed> failed, <skipped> skipped
-// Arguments: [--only IDS[,IDS...]] [--domid N] (the domain this runs in, default 0).
+// Arguments: [--only IDS[,IDS...]] [--domid N|auto] (the domain this runs in, default 0; auto: read from
+// xenstore, as in a domU) [--prefix TAG] (instead of "XENSHARE-", e.g. "XENSHARE-DOMU-" for a domU's lines
+// relayed through dom0) [--no-p10].
 var inv = CultureInfo.InvariantCulture;
 ushort self = 0;
+bool autoDomid = false, p10 = true;
+string tag = "XENSHARE-";
 HashSet<string>? only = null;
 for (int i = 0; i < args.Length; i++)
 {
-    if (args[i] == "--domid" && i + 1 < args.Length) self = ushort.Parse(args[++i], inv);
+    if (args[i] == "--domid" && i + 1 < args.Length)
+    {
+        string v = args[++i];
+        if (v == "auto") autoDomid = true;
+        else self = ushort.Parse(v, inv);
+    }
     else if (args[i] == "--only" && i + 1 < args.Length) only = [.. args[++i].Split(',')];
+    else if (args[i] == "--prefix" && i + 1 < args.Length) tag = args[++i];
+    else if (args[i] == "--no-p10") p10 = false;
 }
 
 using var process = new LinuxGuestProcess();
+if (autoDomid)
+{
+    // A domU learns its id from its home in xenstore, written by the toolstack.
+    await using var xs = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
+    self = ushort.Parse(await xs.ReadStringAsync("domid"), inv);
+}
 var source = File.Exists("/dev/dma_heap/system") ? LocalDmaBufSource.DmaHeap : LocalDmaBufSource.GntDevSelfExport;
 var id = new DomainId(self);
 var context = new ConformanceContext(process, process, id, id, source, "native dom" + self + "->self");
-Console.WriteLine($"XENSHARE-INFO {context.Name}, local dma-buf: {source}");
-Console.WriteLine("XENSHARE-INFO " + NativeXen.Probe().ToString().Replace('\n', ';'));
+Console.WriteLine($"{tag}INFO {context.Name}, local dma-buf: {source}");
+Console.WriteLine($"{tag}INFO " + NativeXen.Probe().ToString().Replace('\n', ';'));
 
 int pass = 0, fail = 0, skip = 0;
 int selected = 0;
 foreach (var s in ConformanceSuite.All) if (only is null || only.Contains(s.Ids)) selected++;
 // The stage checks that this many scenario lines follow (a scenario that hangs or is lost fails it).
-Console.WriteLine($"XENSHARE-SUITE {selected} scenarios");
+Console.WriteLine($"{tag}SUITE {selected} scenarios");
 foreach (var s in ConformanceSuite.All)
 {
     if (only is not null && !only.Contains(s.Ids)) continue;
@@ -46,11 +63,11 @@ foreach (var s in ConformanceSuite.All)
         default: skip++; break;
     }
     string word = r.Outcome switch { Outcome.Pass => "PASS", Outcome.Fail => "FAIL", _ => "SKIP" };
-    Console.WriteLine($"XENSHARE-CONFORMANCE {s.Ids} {word} {r.Message} ({sw.ElapsedMilliseconds} ms; {s.Name})");
+    Console.WriteLine($"{tag}CONFORMANCE {s.Ids} {word} {r.Message} ({sw.ElapsedMilliseconds} ms; {s.Name})");
 }
 
-P10.Measure(process);
-Console.WriteLine($"XENSHARE-SUMMARY {pass} passed, {fail} failed, {skip} skipped");
+if (p10) P10.Measure(process);
+Console.WriteLine($"{tag}SUMMARY {pass} passed, {fail} failed, {skip} skipped");
 return fail == 0 ? 0 : 1;
 
 /// <summary>P10: LinuxGuestProcess.Ioctl against a bare [LibraryImport] ioctl of the same request.</summary>

@@ -97,18 +97,12 @@ public sealed class XenstoreDaemon
 
     // ------------------------------------------------------------------ toolstack (privileged, no connection)
 
-    /// <summary>XS08: the toolstack introduces a domain: <c>/local/domain/&lt;id&gt;</c> is created owned
-    /// by it (if absent) and <c>@introduceDomain</c> fires.</summary>
+    /// <summary>XS08: the toolstack introduces a domain (after writing its home, as libxl does: the daemon
+    /// itself creates no node): it counts as introduced and <c>@introduceDomain</c> fires.</summary>
     public void IntroduceDomain(DomainId domain)
     {
         lock (_lock)
         {
-            string home = HomeOf(domain.Value);
-            if (Lookup(_live.Root, home) is null)
-            {
-                Apply(_live, 0, home, (d, v, p) => d.MkdirIn(v, 0, p));
-                Apply(_live, 0, home, (d, v, p) => d.SetPermsIn(v, 0, p, [new XsPerm('n', domain.Value)]));
-            }
             _introduced.Add(domain.Value);
             FireSpecial("@introduceDomain");
         }
@@ -352,12 +346,6 @@ public sealed class XenstoreDaemon
                 c.Send(type, reqId, txId, Ok);   // replied first: a release may close this very connection
                 if (type == XsWire.XS_INTRODUCE)
                 {
-                    string home = HomeOf(id);
-                    if (Lookup(_live.Root, home) is null)
-                    {
-                        Apply(_live, 0, home, (d, v, p) => d.MkdirIn(v, 0, p));
-                        Apply(_live, 0, home, (d, v, p) => d.SetPermsIn(v, 0, p, [new XsPerm('n', id)]));
-                    }
                     _introduced.Add(id);
                     FireSpecial("@introduceDomain");
                 }

@@ -44,7 +44,7 @@ public sealed class XenstoreClientEmulatorTests : EmulatorTest
     public async Task XS06_TransactionsFromTwoDomainsConflict_AndRetryUntilEveryIncrementLands()
     {
         string home = Home(new EmulatedGuestId(DomU.Id.Value));
-        Assert.Equal(0, Host.Xenstore.Write(home + "/counter", "0"));
+        Assert.Equal(0, Host.Xenstore.Write(home + "/data/counter", "0"));
         await using var guest = XenstoreClient.OpenXenbus(PU);
         await using var dom0 = XenstoreClient.OpenXenbus(P0);
         int bodies = 0;
@@ -70,11 +70,11 @@ public sealed class XenstoreClientEmulatorTests : EmulatorTest
         var work = new List<Task>();
         for (int i = 0; i < Each; i++)
         {
-            work.Add(Task.Run(() => Increment(guest, guestSlots, "counter")));
-            work.Add(Task.Run(() => Increment(dom0, dom0Slots, home + "/counter")));
+            work.Add(Task.Run(() => Increment(guest, guestSlots, "data/counter")));
+            work.Add(Task.Run(() => Increment(dom0, dom0Slots, home + "/data/counter")));
         }
         await Task.WhenAll(work).WaitAsync(Patience);
-        Assert.Equal((2 * Each).ToString(System.Globalization.CultureInfo.InvariantCulture), Host.Xenstore.Read(home + "/counter"));
+        Assert.Equal((2 * Each).ToString(System.Globalization.CultureInfo.InvariantCulture), Host.Xenstore.Read(home + "/data/counter"));
         Assert.True(bodies > 2 * Each, $"{bodies} transaction bodies for {2 * Each} increments: no conflict was ever retried");
     }
 

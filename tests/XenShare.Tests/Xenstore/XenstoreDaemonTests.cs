@@ -10,12 +10,18 @@ namespace XenShare.Tests.Xenstore;
 /// directories (XB01).</summary>
 public sealed class XenstoreDaemonTests
 {
+    /// <summary>A daemon with domains 0, 1 and 2 introduced, each owning its home (a layout a toolstack
+    /// may choose; the emulated host writes libxl's instead, see XS08 below).</summary>
     private static XenstoreDaemon NewDaemon(XenstoreOptions? o = null)
     {
         var d = new XenstoreDaemon(o);
-        d.IntroduceDomain(new DomainId(0));
-        d.IntroduceDomain(new DomainId(1));
-        d.IntroduceDomain(new DomainId(2));
+        for (ushort id = 0; id < 3; id++)
+        {
+            string home = "/local/domain/" + id;
+            Assert.Equal(0, d.Write(home, ""));
+            Assert.Equal(0, d.SetPermissions(home, "n" + id));
+            d.IntroduceDomain(new DomainId(id));
+        }
         return d;
     }
 
@@ -232,7 +238,7 @@ public sealed class XenstoreDaemonTests
     }
 
     [Fact]
-    public void XS08_IntroduceAndRelease_HomeOwnedByTheDomain_ReleaseFiresAndClosesItsConnections()
+    public void XS08_IntroduceAndRelease_HomeAsLibxlWritesIt_ReleaseFiresAndClosesItsConnections()
     {
         using var host = new EmulatedHost(65536);
         var d = host.Xenstore;
@@ -244,9 +250,14 @@ public sealed class XenstoreDaemonTests
         string home = "/local/domain/" + guest.Id.Value;
         Assert.True(d.IsIntroduced(guest.Id));
         Assert.Contains(("@introduceDomain", "intro"), toolstack.TakeEvents());
-        Assert.Equal("n" + guest.Id.Value + "\0", toolstack.Ok(XsWire.XS_GET_PERMS, home));
+        // libxl's layout (the real-Xen stage's domU showed it): the home is dom0's, readable by the guest;
+        // the guest owns data/ and may write only there.
+        Assert.Equal("n0\0r" + guest.Id.Value + "\0", toolstack.Ok(XsWire.XS_GET_PERMS, home));
+        Assert.Equal("n" + guest.Id.Value + "\0", toolstack.Ok(XsWire.XS_GET_PERMS, home + "/data"));
         Assert.Equal(guest.Id.Value.ToString(System.Globalization.CultureInfo.InvariantCulture), toolstack.Read(home + "/domid"));
         using var inGuest = new XsRawConnection(d, guest.Id.Value);
+        Assert.Equal("EACCES", inGuest.Write("key", "v"));
+        Assert.Equal("OK\0", inGuest.Write("data/key", "v"));
         inGuest.Ok(XsWire.XS_WATCH, "name", "w");
         host.DestroyGuest(guest);
         Assert.True(inGuest.Connection.IsClosed);                         // its connection is gone with it
