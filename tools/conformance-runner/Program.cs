@@ -14,10 +14,13 @@ using XenShare.Native;
 //   XENSHARE-SUMMARY <passed> passed, <failed> failed, <skipped> skipped
 // Arguments: [--only IDS[,IDS...]] [--domid N|auto] (the domain this runs in, default 0; auto: read from
 // xenstore, as in a domU) [--prefix TAG] (instead of "XENSHARE-", e.g. "XENSHARE-DOMU-" for a domU's lines
-// relayed through dom0) [--no-p10].
+// relayed through dom0) [--no-p10] [--two-domain] (after the suite, the domU halves of the two-domain
+// scenarios, counted in the suite) [--serve-peer DOMU] (dom0: only the dom0 halves of the two-domain
+// scenarios for that domU, printed as <prefix>PEER-CONFORMANCE lines).
 var inv = CultureInfo.InvariantCulture;
 ushort self = 0;
-bool autoDomid = false, p10 = true;
+bool autoDomid = false, p10 = true, twoDomain = false;
+ushort? servePeer = null;
 string tag = "XENSHARE-";
 HashSet<string>? only = null;
 for (int i = 0; i < args.Length; i++)
@@ -31,6 +34,8 @@ for (int i = 0; i < args.Length; i++)
     else if (args[i] == "--only" && i + 1 < args.Length) only = [.. args[++i].Split(',')];
     else if (args[i] == "--prefix" && i + 1 < args.Length) tag = args[++i];
     else if (args[i] == "--no-p10") p10 = false;
+    else if (args[i] == "--two-domain") twoDomain = true;
+    else if (args[i] == "--serve-peer" && i + 1 < args.Length) servePeer = ushort.Parse(args[++i], inv);
 }
 
 using var process = new LinuxGuestProcess();
@@ -39,6 +44,21 @@ if (autoDomid)
     // A domU learns its id from its home in xenstore, written by the toolstack.
     await using var xs = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
     self = ushort.Parse(await xs.ReadStringAsync("domid"), inv);
+}
+if (servePeer is ushort domU)
+{
+    // dom0's halves of the two-domain scenarios, in the order the domU runs its halves.
+    await using var xs0 = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
+    var peerContext = new TwoDomainContext(process, new DomainId(self), new DomainId(domU), new DomainId(domU), xs0);
+    int peerFails = 0;
+    foreach (var s in TwoDomainScenarios.All)
+    {
+        var sw = Stopwatch.StartNew();
+        var r = TwoDomainScenarios.RunDom0(s, peerContext);
+        if (r.Outcome == Outcome.Fail) peerFails++;
+        Console.WriteLine($"{tag}PEER-CONFORMANCE {s.Ids} {(r.Outcome == Outcome.Pass ? "PASS" : "FAIL")} {r.Message} ({sw.ElapsedMilliseconds} ms; dom0 half: {s.Name})");
+    }
+    return peerFails == 0 ? 0 : 1;
 }
 var source = File.Exists("/dev/dma_heap/system") ? LocalDmaBufSource.DmaHeap : LocalDmaBufSource.GntDevSelfExport;
 var id = new DomainId(self);
@@ -49,6 +69,7 @@ Console.WriteLine($"{tag}INFO " + NativeXen.Probe().ToString().Replace('\n', ';'
 int pass = 0, fail = 0, skip = 0;
 int selected = 0;
 foreach (var s in ConformanceSuite.All) if (only is null || only.Contains(s.Ids)) selected++;
+if (twoDomain) selected += TwoDomainScenarios.All.Count;
 // The stage checks that this many scenario lines follow (a scenario that hangs or is lost fails it).
 Console.WriteLine($"{tag}SUITE {selected} scenarios");
 foreach (var s in ConformanceSuite.All)
@@ -64,6 +85,20 @@ foreach (var s in ConformanceSuite.All)
     }
     string word = r.Outcome switch { Outcome.Pass => "PASS", Outcome.Fail => "FAIL", _ => "SKIP" };
     Console.WriteLine($"{tag}CONFORMANCE {s.Ids} {word} {r.Message} ({sw.ElapsedMilliseconds} ms; {s.Name})");
+}
+
+if (twoDomain)
+{
+    // The domU's halves of the two-domain scenarios: dom0 runs the other halves (--serve-peer) meanwhile.
+    await using var xsU = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
+    var twoContext = new TwoDomainContext(process, id, DomainId.Dom0, id, xsU);
+    foreach (var s in TwoDomainScenarios.All)
+    {
+        var sw = Stopwatch.StartNew();
+        var r = TwoDomainScenarios.RunDomU(s, twoContext);
+        if (r.Outcome == Outcome.Pass) pass++; else fail++;
+        Console.WriteLine($"{tag}CONFORMANCE {s.Ids} {(r.Outcome == Outcome.Pass ? "PASS" : "FAIL")} {r.Message} ({sw.ElapsedMilliseconds} ms; domU half, with dom0: {s.Name})");
+    }
 }
 
 if (p10) P10.Measure(process);

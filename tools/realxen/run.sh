@@ -249,7 +249,8 @@ RES="$ART/realxen-results.txt"
     echo "# dom0 kernel: $(basename "$KIMG_DEB"), xen-gntdev.ko rebuilt with CONFIG_XEN_GNTDEV_DMABUF"
     tr -d '\r' < "$LOG" | grep -o 'XENSHARE-[A-Z0-9-]*[ :].*' || true
 } > "$RES"
-grep -E '^XENSHARE-(DOMU-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
+grep -E '^XENSHARE-(DOMU-|PEER-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
+peerfail=$(grep -c '^XENSHARE-PEER-CONFORMANCE [^ ]* FAIL' "$RES" || true)
 pass=0 fail=0 skip=0 rc=0
 # Both domains: dom0's runner (XENSHARE-*) and the domU's (XENSHARE-DOMU-*, relayed by dom0).
 for who in "XENSHARE-" "XENSHARE-DOMU-"; do
@@ -275,6 +276,8 @@ for who in "XENSHARE-" "XENSHARE-DOMU-"; do
     fi
     say "$name: $p passed, $f failed, $k skipped"
 done
+# dom0's halves of the two-domain scenarios: their verdicts reach the domU's lines; a FAIL here fails too.
+[ "$peerfail" -eq 0 ] || { say "FAILED: $peerfail dom0 half(s) of two-domain scenarios failed"; rc=1; }
 say "results in $RES; stage took $(( $(date +%s) - t0 ))s"
 echo "realxen: $pass passed, $fail failed, $skip skipped"
 exit "$rc"

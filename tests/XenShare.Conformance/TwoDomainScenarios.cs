@@ -1,0 +1,193 @@
+using System.Globalization;
+using XenShare.Abi;
+using XenShare.Api;
+using XenShare.Xenstore;
+
+namespace XenShare.Conformance;
+
+/// <summary>
+/// Scenarios with a granter and a mapper in different domains (XD01, XD02), each written as a domU half and
+/// a dom0 half that run at the same time in their own domains and meet through xenstore: a mailbox under
+/// the domU's <c>data/xenshare-xd/&lt;scenario&gt;</c> (the domU owns it; dom0 may write anywhere). On
+/// the emulator both halves run in one host; in the real-Xen stage the domU's runner runs its halves
+/// (<c>--two-domain</c>) while a second runner in dom0 serves the other halves (<c>--serve-peer</c>).
+/// </summary>
+public static class TwoDomainScenarios
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(120);
+
+    /// <summary>One two-domain scenario: its IDs, name, and both halves.</summary>
+    public sealed record Scenario(string Ids, string Name, Func<TwoDomainContext, Task> DomU, Func<TwoDomainContext, Task> Dom0);
+
+    /// <summary>The scenarios, in the order both sides run them.</summary>
+    public static IReadOnlyList<Scenario> All { get; } =
+    [
+        new("XD01", "a domU's pages mapped by dom0 and exported as dma-bufs (flags 0, WC, COHERENT) naming the domU; writes seen both ways", XD01DomU, XD01Dom0),
+        new("XD02+EI09", "dom0 imports a dma-buf to refs for the domU, which maps them; IMP_RELEASE while mapped returns 0 and the mapping keeps working", XD02DomU, XD02Dom0),
+    ];
+
+    /// <summary>Runs the domU half of a scenario: PASS, or FAIL with the message (never throws).</summary>
+    public static ScenarioResult RunDomU(Scenario s, TwoDomainContext c) => Run(() => s.DomU(c));
+
+    /// <summary>Runs the dom0 half of a scenario (never throws).</summary>
+    public static ScenarioResult RunDom0(Scenario s, TwoDomainContext c) => Run(() => s.Dom0(c));
+
+    private static ScenarioResult Run(Func<Task> half)
+    {
+        try
+        {
+            Task.Run(half).WaitAsync(Patience).GetAwaiter().GetResult();
+            return ScenarioResult.Pass();
+        }
+        catch (Exception e)
+        {
+            string msg = e is ConformanceException ? e.Message : e.GetType().Name + ": " + e.Message;
+            return ScenarioResult.Fail(msg.Replace('\n', ' ').Replace('\r', ' '));
+        }
+    }
+
+    private static byte[] Pattern(string who, int page) => System.Text.Encoding.ASCII.GetBytes($"{who}-PAGE-{page}");
+
+    // ------------------------------------------------------------------ XD01
+
+    private static async Task XD01DomU(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD01");
+        using var sharer = GrantSharer.Open(c.Process);
+        using var pages = sharer.Share(c.Peer, 4);
+        for (int i = 0; i < 4; i++) Pattern("DOMU", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+        await mb.PostAsync("refs", string.Join(",", pages.Refs.Select(r => r.Value)));
+        string verdict = await mb.WaitForAsync("dom0-done");
+        if (verdict != "ok") throw new ConformanceException("dom0: " + verdict);
+        for (int i = 0; i < 4; i++)
+            Check.True(pages.Span[(i * Raw.Page + 100)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's write seen in the domU");
+        await mb.PostAsync("domu-done", "ok");
+    }
+
+    private static async Task XD01Dom0(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD01");
+        try
+        {
+            var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+            using var dev = GrantDevice.Open(c.Process);
+            using (var map = dev.Map(c.Peer, refs))
+            {
+                for (int i = 0; i < 4; i++)
+                {
+                    Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's pattern seen in dom0");
+                    Pattern("DOM0", i).CopyTo(map.Span[(i * Raw.Page + 100)..]);
+                }
+            }
+            foreach (var backing in new[] { DmaBufBacking.None, DmaBufBacking.WriteCombine, DmaBufBacking.Coherent })
+            {
+                var buf = dev.ExportDmaBuf(c.Peer, refs, backing);
+                Check.Equal(4L * Raw.Page, buf.Size, $"export ({backing}) size");
+                Check.Errno(Errno.ETIMEDOUT, Raw.WaitReleased(c.Process, dev.Fd, buf.Fd, 0), $"export ({backing}) alive");
+                buf.Close();
+                Check.True(buf.WaitForRelease(TimeSpan.FromSeconds(60)), $"export ({backing}) released after close");
+            }
+            await mb.PostAsync("dom0-done", "ok");
+        }
+        catch (Exception e)
+        {
+            await mb.PostAsync("dom0-done", "FAIL " + e.Message);
+            throw;
+        }
+        string domu = await mb.WaitForAsync("domu-done");
+        if (domu != "ok") throw new ConformanceException("domU: " + domu);
+    }
+
+    // ------------------------------------------------------------------ XD02
+
+    private static async Task XD02DomU(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD02");
+        var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        using var dev = GrantDevice.Open(c.Process);
+        using (var map = dev.Map(c.Peer, refs))
+        {
+            for (int i = 0; i < refs.Length; i++)
+            {
+                Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's pattern seen in the domU");
+                Pattern("DOMU", i).CopyTo(map.Span[(i * Raw.Page + 200)..]);
+            }
+            await mb.PostAsync("mapped", "ok");
+            string released = await mb.WaitForAsync("released");
+            if (released != "ok") throw new ConformanceException("dom0: " + released);
+            for (int i = 0; i < refs.Length; i++)
+                Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: the mapping still works after IMP_RELEASE (EI09)");
+        }
+        await mb.PostAsync("unmapped", "ok");
+    }
+
+    private static async Task XD02Dom0(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD02");
+        try
+        {
+            // A local dma-buf: dom0 grants its own pages to itself, maps them back and exports them (the
+            // stage's dom0 has no dma-heap).
+            using var sharer = GrantSharer.Open(c.Process);
+            using var pages = sharer.Share(c.Self, 2);
+            for (int i = 0; i < 2; i++) Pattern("DOM0", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            using var dev = GrantDevice.Open(c.Process);
+            var buf = dev.ExportDmaBuf(c.Self, pages.Refs.ToArray());
+            int key = buf.Fd;
+            Check.Ok(Raw.Import(c.Process, dev.Fd, key, 2, c.Peer, out uint[] refs), "IMP_TO_REFS for the domU");
+            await mb.PostAsync("refs", string.Join(",", refs));
+            string mapped = await mb.WaitForAsync("mapped");
+            if (mapped != "ok") throw new ConformanceException("domU: " + mapped);
+            for (int i = 0; i < 2; i++)
+                Check.True(pages.Span[(i * Raw.Page + 200)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's write seen in dom0's page");
+            buf.Close();
+            Check.Ok(Raw.ImportRelease(c.Process, dev.Fd, key), "IMP_RELEASE while the domU maps (EI09: 0)");
+            await mb.PostAsync("released", "ok");
+            string unmapped = await mb.WaitForAsync("unmapped");
+            if (unmapped != "ok") throw new ConformanceException("domU: " + unmapped);
+            Check.True(buf.WaitForRelease(TimeSpan.FromSeconds(60)), "the export released once the import went");
+        }
+        catch (Exception e)
+        {
+            await mb.PostAsync("released", "FAIL " + e.Message);
+            throw;
+        }
+    }
+}
+
+/// <summary>What a two-domain half runs against: its process, its domain and the other one, and the
+/// xenstore mailbox both halves share.</summary>
+public sealed class TwoDomainContext(IGuestProcess process, DomainId self, DomainId peer, DomainId domU, XenstoreClient xenstore)
+{
+    /// <summary>The process of this half.</summary>
+    public IGuestProcess Process { get; } = process;
+
+    /// <summary>This half's domain.</summary>
+    public DomainId Self { get; } = self;
+
+    /// <summary>The other half's domain.</summary>
+    public DomainId Peer { get; } = peer;
+
+    /// <summary>A scenario's mailbox under the domU's data directory.</summary>
+    public Mailbox Mailbox(string scenario) =>
+        new(xenstore, $"/local/domain/{domU.Value.ToString(CultureInfo.InvariantCulture)}/data/xenshare-xd/{scenario}");
+}
+
+/// <summary>Keys written by one half and waited for (with a watch) by the other.</summary>
+public sealed class Mailbox(XenstoreClient xenstore, string path)
+{
+    /// <summary>Writes a key.</summary>
+    public Task PostAsync(string key, string value) => xenstore.WriteAsync(path + "/" + key, value);
+
+    /// <summary>Waits until a key exists (it may already), then returns its value.</summary>
+    public async Task<string> WaitForAsync(string key)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        await foreach (var _ in xenstore.WatchAsync(path + "/" + key, "mailbox-" + key, cts.Token).ConfigureAwait(false))
+        {
+            var v = await xenstore.TryReadStringAsync(path + "/" + key, cts.Token).ConfigureAwait(false);
+            if (v is not null) return v;
+        }
+        throw new ConformanceException($"no {key} in {path}");
+    }
+}
