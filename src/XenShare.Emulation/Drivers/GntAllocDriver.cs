@@ -86,7 +86,9 @@ internal sealed class GntAllocDriver
         for (int i = 0; i < file.Grefs.Count; i++)
         {
             if (file.Grefs[i].FileIndex != index) continue;
-            if (i + count > file.Grefs.Count) return -1;
+            // Reliability fix (R7, found by the fuzz campaign): written as a subtraction, since i + count overflows
+            // for a count near int.MaxValue and then let the loop below index past the list.
+            if (count > file.Grefs.Count - i) return -1;
             for (int k = 1; k < count; k++)
                 if (file.Grefs[i + k].FileIndex != index + (long)k * 4096) return -1;
             return i;

@@ -105,6 +105,22 @@ public sealed class ReliabilityRegressionTests : DmaBufTest
         AssertNoLeaks();
     }
 
+    /// <summary>R7 (fuzz, fixed): DEALLOC_GREF with a count near int.MaxValue at the index of a gref that is
+    /// not the file's first overflowed the run check and indexed past the gref list (an exception out of the
+    /// ioctl). Now EINVAL, and the grefs stay.</summary>
+    [Fact]
+    public void R7_DeallocWithAHugeCount_IsEinval_NotAnException()
+    {
+        int ga = Open(P0, GntAlloc);
+        var (index, refs) = AllocGrefs(P0, ga, DomU.Id, 2);
+        var arg = Bytes(new ioctl_gntalloc_dealloc_gref { index = index + 4096, count = int.MaxValue });
+        Assert.Equal(-Errno.EINVAL, P0.Ioctl(ga, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, arg));
+        Assert.All(refs, r => Assert.Equal(Gtf.permit_access, Entry(Dom0, r).Flags));   // still granted
+        Assert.Equal(0, P0.Ioctl(ga, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, Bytes(new ioctl_gntalloc_dealloc_gref { index = index, count = 2 })));
+        Assert.Equal(0, P0.Close(ga));
+        AssertNoLeaks();
+    }
+
     /// <summary>Helper check used by the fault tests: the refs stay valid grants with no pin.</summary>
     internal static uint ReadU32(byte[] a, int at) => MemoryMarshal.Read<uint>(a.AsSpan(at));
 }
