@@ -24,6 +24,7 @@ public static class TwoDomainScenarios
     [
         new("XD01", "a domU's pages mapped by dom0 and exported as dma-bufs (flags 0, WC, COHERENT) naming the domU; writes seen both ways", XD01DomU, XD01Dom0),
         new("XD02+EI09", "dom0 imports a dma-buf to refs for the domU, which maps them; IMP_RELEASE while mapped returns 0 and the mapping keeps working", XD02DomU, XD02Dom0),
+        new("XD05", "wrong refs and domids across domains: MAP_GRANT_REF succeeds, mmap and export fail with EINVAL; the right ones work", XD05DomU, XD05Dom0),
     ];
 
     /// <summary>Runs the domU half of a scenario: PASS, or FAIL with the message (never throws).</summary>
@@ -96,6 +97,69 @@ public static class TwoDomainScenarios
         }
         string domu = await mb.WaitForAsync("domu-done");
         if (domu != "ok") throw new ConformanceException("domU: " + domu);
+    }
+
+    // ------------------------------------------------------------------ XD05
+
+    private static async Task XD05DomU(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD05");
+        using var sharer = GrantSharer.Open(c.Process);
+        using var toDom0 = sharer.Share(c.Peer, 1);
+        using var toNobody = sharer.Share(new DomainId(0x7fe0), 1);   // a domain that does not exist (RX04)
+        using var readOnly = sharer.Share(c.Peer, 1, writable: false);
+        toDom0.Span[0] = 0x5A;
+        await mb.PostAsync("refs", $"{toDom0.Refs[0].Value},{toNobody.Refs[0].Value},{readOnly.Refs[0].Value}");
+        string verdict = await mb.WaitForAsync("dom0-done");
+        if (verdict != "ok") throw new ConformanceException("dom0: " + verdict);
+    }
+
+    private static async Task XD05Dom0(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD05");
+        try
+        {
+            var r = (await mb.WaitForAsync("refs")).Split(',').Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+            uint good = r[0], elsewhere = r[1], readOnly = r[2];
+            var p = c.Process;
+            int fd = Raw.Open(p, "/dev/xen/gntdev");
+            try
+            {
+                // A ref granted to another domain: the map ioctl only records it; mmap is where it fails.
+                Check.Ok(Raw.MapGrantRef(p, fd, c.Peer, [elsewhere], out ulong idx), "MAP_GRANT_REF of a ref granted to another domain");
+                Check.Errno(Errno.EINVAL, p.Mmap(fd, (long)idx, Raw.Page, Posix.PROT_READ, Posix.MAP_SHARED), "mmap of a ref granted to another domain");
+                Check.Ok(Raw.UnmapGrantRef(p, fd, idx, 1), "UNMAP_GRANT_REF of the unmapped map");
+                // A ref number the domU never granted.
+                Check.Ok(Raw.MapGrantRef(p, fd, c.Peer, [good + 4000], out idx), "MAP_GRANT_REF of an ungranted ref");
+                Check.Errno(Errno.EINVAL, p.Mmap(fd, (long)idx, Raw.Page, Posix.PROT_READ, Posix.MAP_SHARED), "mmap of an ungranted ref");
+                Check.Ok(Raw.UnmapGrantRef(p, fd, idx, 1), "UNMAP_GRANT_REF");
+                // The right ref named with the wrong granter (dom0 itself): mmap fails too.
+                Check.Ok(Raw.MapGrantRef(p, fd, c.Self, [good], out idx), "MAP_GRANT_REF naming the wrong granter");
+                Check.Errno(Errno.EINVAL, p.Mmap(fd, (long)idx, Raw.Page, Posix.PROT_READ, Posix.MAP_SHARED), "mmap naming the wrong granter");
+                Check.Ok(Raw.UnmapGrantRef(p, fd, idx, 1), "UNMAP_GRANT_REF");
+                // A read-only grant: read-only mmap works, writable mmap fails.
+                Check.Ok(Raw.MapGrantRef(p, fd, c.Peer, [readOnly], out idx), "MAP_GRANT_REF of a read-only grant");
+                Check.Errno(Errno.EINVAL, p.Mmap(fd, (long)idx, Raw.Page, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED), "writable mmap of a read-only grant");
+                Check.Ok(Raw.UnmapGrantRef(p, fd, idx, 1), "UNMAP_GRANT_REF");
+                // Exports fail at once: the wrong ref, the wrong granter, a read-only grant (EX05).
+                Check.Errno(Errno.EINVAL, Raw.Export(p, fd, c.Peer, [elsewhere], out _), "export of a ref granted to another domain");
+                Check.Errno(Errno.EINVAL, Raw.Export(p, fd, c.Self, [good], out _), "export naming the wrong granter");
+                Check.Errno(Errno.EINVAL, Raw.Export(p, fd, c.Peer, [readOnly], out _), "export of a read-only grant");
+                // And the right one works.
+                Check.Ok(Raw.MapGrantRef(p, fd, c.Peer, [good], out idx), "MAP_GRANT_REF of the right ref");
+                long a = Check.Ok(p.Mmap(fd, (long)idx, Raw.Page, Posix.PROT_READ, Posix.MAP_SHARED), "mmap of the right ref");
+                Check.Equal((byte)0x5A, Raw.Mem(a, Raw.Page)[0], "the right ref shows the domU's byte");
+                Check.Ok(p.Munmap(a, Raw.Page), "munmap");
+                Check.Ok(Raw.UnmapGrantRef(p, fd, idx, 1), "UNMAP_GRANT_REF");
+            }
+            finally { p.Close(fd); }
+            await mb.PostAsync("dom0-done", "ok");
+        }
+        catch (Exception e)
+        {
+            await mb.PostAsync("dom0-done", "FAIL " + e.Message);
+            throw;
+        }
     }
 
     // ------------------------------------------------------------------ XD02
