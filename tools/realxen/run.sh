@@ -25,6 +25,12 @@
 # Environment: XENSHARE_CACHE (cache folder), XENSHARE_REALXEN_TIMEOUT (boot timeout, s, default 420),
 # XENSHARE_REALXEN_REFRESH=1 (refresh the arm64 package lists even if younger than a day),
 # XENSHARE_REALXEN_ARGS (extra arguments for the runner inside dom0).
+# Your own program in both domains: XENSHARE_REALXEN_PAYLOAD=DIR (copied to /opt/payload in dom0 and in
+# the domU; build it for linux-arm64, e.g. `dotnet publish -r linux-arm64 --self-contained`, or static C),
+# XENSHARE_REALXEN_DOM0_CMD (a shell command started in dom0 once the domU exists, beside it, with
+# XENSHARE_DOMU=<its domid>; given 120 s after the domU is done) and XENSHARE_REALXEN_DOMU_CMD (run in the
+# domU after its suite). Their output comes back as XENSHARE-USER-DOM0 / XENSHARE-USER-DOMU lines, each
+# ending with "exit=N", in artifacts/realxen-results.txt.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -202,6 +208,11 @@ rm -rf "$R/tool"
 cp "$MB/xen-gntdev.ko" "$R/lib/modules/1-xen-gntdev.ko"
 cp -a "$PUB"/. "$R/opt/xenshare/"
 echo "${XENSHARE_REALXEN_ARGS:-}" > "$R/opt/xenshare/args"
+printf '%s\n' "${XENSHARE_REALXEN_DOM0_CMD:-}" > "$R/opt/xenshare/dom0-cmd"
+if [ -n "${XENSHARE_REALXEN_PAYLOAD:-}" ]; then
+    [ -d "$XENSHARE_REALXEN_PAYLOAD" ] || die "XENSHARE_REALXEN_PAYLOAD=$XENSHARE_REALXEN_PAYLOAD is not a folder"
+    mkdir -p "$R/opt/payload"; cp -a "$XENSHARE_REALXEN_PAYLOAD"/. "$R/opt/payload/"
+fi
 # The domU: the same kernel, and an initramfs with busybox, the Xen modules, libc and the runner.
 RU="$C/rootfs-domu"
 rm -rf "$RU"; mkdir -p "$RU"/{bin,dev,proc,sys,tmp,lib/modules,opt/xenshare}
@@ -211,6 +222,8 @@ ln -sfn aarch64-linux-gnu/ld-linux-aarch64.so.1 "$RU/lib/ld-linux-aarch64.so.1"
 ln -sfn lib "$RU/lib64"
 for m in 0-xen-evtchn 0-xen-gntalloc 1-xen-gntdev; do cp "$R/lib/modules/$m.ko" "$RU/lib/modules/"; done
 cp -a "$PUB"/. "$RU/opt/xenshare/"
+printf '%s\n' "${XENSHARE_REALXEN_DOMU_CMD:-}" > "$RU/opt/xenshare/domu-cmd"
+[ -d "$R/opt/payload" ] && { mkdir -p "$RU/opt/payload"; cp -a "$R/opt/payload"/. "$RU/opt/payload/"; }
 cp "$HERE/init-domu" "$RU/init"; chmod +x "$RU/init"
 mkdir -p "$R/boot"
 (cd "$RU" && find . | cpio -o -H newc --quiet | gzip -1) > "$R/boot/domu-initrd.cpio.gz"
