@@ -27,6 +27,13 @@ public static class TwoDomainScenarios
         new("XD05", "wrong refs and domids across domains: MAP_GRANT_REF succeeds, mmap and export fail with EINVAL; the right ones work", XD05DomU, XD05Dom0),
     ];
 
+    /// <summary>Scenarios whose domU dies in the middle (dom0 destroys it): run with a domU of their own
+    /// (the real-Xen stage's second domU, <c>--victim</c>); dom0's half reports the outcome.</summary>
+    public static IReadOnlyList<Scenario> Victim { get; } =
+    [
+        new("XD03+XD04", "a domU destroyed while dom0 maps its grants (mapping and export live on, released normally, then the domain is gone) and while it maps dom0's import refs (IMP_RELEASE returns 0)", VictimDomU, VictimDom0),
+    ];
+
     /// <summary>Runs the domU half of a scenario: PASS, or FAIL with the message (never throws).</summary>
     public static ScenarioResult RunDomU(Scenario s, TwoDomainContext c) => Run(() => s.DomU(c));
 
@@ -162,6 +169,77 @@ public static class TwoDomainScenarios
         }
     }
 
+    // ------------------------------------------------------------------ XD03+XD04 (the domU is destroyed)
+
+    private static async Task VictimDomU(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD03");
+        // XD04: map dom0's import refs and keep the mapping.
+        var importRefs = (await mb.WaitForAsync("import-refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        using var dev = GrantDevice.Open(c.Process);
+        using var map = dev.Map(c.Peer, importRefs);
+        Check.True(map.Span.StartsWith(Pattern("DOM0", 0)), "dom0's import seen in the domU");
+        // XD03: grant pages to dom0 and keep them.
+        using var sharer = GrantSharer.Open(c.Process);
+        using var pages = sharer.Share(c.Peer, 2);
+        for (int i = 0; i < 2; i++) Pattern("VICTIM", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+        await mb.PostAsync("refs", string.Join(",", pages.Refs.Select(r => r.Value)));
+        // Held until dom0 destroys this domain (which ends this half).
+        await mb.WaitForAsync("never");
+    }
+
+    private static async Task VictimDom0(TwoDomainContext c)
+    {
+        var mb = c.Mailbox("XD03");
+        if (c.DestroyPeer is null || c.PeerExists is null) throw new ConformanceException("the context cannot destroy the peer domain");
+        var p = c.Process;
+        using var sharer = GrantSharer.Open(p);
+        using var own = sharer.Share(c.Self, 1);
+        Pattern("DOM0", 0).CopyTo(own.Span);
+        using var dev = GrantDevice.Open(p);
+        var local = dev.ExportDmaBuf(c.Self, own.Refs.ToArray());
+        int key = local.Fd;
+        Check.Ok(Raw.Import(p, dev.Fd, key, 1, c.Peer, out uint[] importRefs), "IMP_TO_REFS for the victim");
+        await mb.PostAsync("import-refs", string.Join(",", importRefs));
+        var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        var map = dev.Map(c.Peer, refs);
+        var export = dev.ExportDmaBuf(c.Peer, refs);
+        Check.True(map.Span.StartsWith(Pattern("VICTIM", 0)), "the victim's pages seen in dom0");
+
+        await c.DestroyPeer();                                                       // XD03 / XD04: the domU dies
+
+        // XD03: what dom0 holds of the dead domain lives on.
+        for (int i = 0; i < 2; i++) Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("VICTIM", i)), $"page {i} still readable after the destroy");
+        map.Span[10] = 0x77;
+        Check.Equal((byte)0x77, map.Span[10], "still writable after the destroy");
+        Check.Errno(Errno.ETIMEDOUT, Raw.WaitReleased(p, dev.Fd, export.Fd, 0), "the export is still alive");
+        // A new map of the dying domain's grant: recorded, not asserted. The spec's GT11 says bad_domain (what
+        // the emulator answers); real Xen 4.17 let the map succeed in the first runs here, and the page it
+        // showed was not the granted one. Under study: see docs/conformance.md.
+        try
+        {
+            using var probe = GrantDevice.Open(p);
+            using var again = probe.Map(c.Peer, refs);
+            c.Observe?.Invoke("XD03 new map of a dying domain's grant: succeeded; shows the granted page: " + again.Span.StartsWith(Pattern("VICTIM", 0)));
+        }
+        catch (XenShareException e)
+        {
+            c.Observe?.Invoke("XD03 new map of a dying domain's grant: failed with " + Errno.Name(e.Errno));
+        }
+        Check.True(await c.PeerExists(), "the domain lingers while dom0 maps its pages");
+        // XD04: releasing the import the dead domain mapped.
+        local.Close();
+        Check.Ok(Raw.ImportRelease(p, dev.Fd, key), "IMP_RELEASE after the mapper died");
+        Check.True(local.WaitForRelease(TimeSpan.FromSeconds(60)), "the local export released with the import");
+        // Let go: the export releases, the mapping goes, then the domain is gone.
+        export.Close();
+        Check.True(export.WaitForRelease(TimeSpan.FromSeconds(60)), "the export of the dead domain's pages released at close");
+        map.Dispose();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (await c.PeerExists() && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(200);
+        Check.True(!await c.PeerExists(), "the domain is gone once dom0 unmapped its last page");
+    }
+
     // ------------------------------------------------------------------ XD02
 
     private static async Task XD02DomU(TwoDomainContext c)
@@ -223,6 +301,15 @@ public static class TwoDomainScenarios
 /// xenstore mailbox both halves share.</summary>
 public sealed class TwoDomainContext(IGuestProcess process, DomainId self, DomainId peer, DomainId domU, XenstoreClient xenstore)
 {
+    /// <summary>dom0's toolstack: destroys the peer domain (the victim scenarios; null where not allowed).</summary>
+    public Func<Task>? DestroyPeer { get; init; }
+
+    /// <summary>dom0's toolstack: whether the peer domain still exists (dying included).</summary>
+    public Func<Task<bool>>? PeerExists { get; init; }
+
+    /// <summary>Records a fact a scenario observed without asserting it (printed by the runner).</summary>
+    public Action<string>? Observe { get; init; }
+
     /// <summary>The process of this half.</summary>
     public IGuestProcess Process { get; } = process;
 

@@ -19,8 +19,8 @@ using XenShare.Native;
 // scenarios for that domU, printed as <prefix>PEER-CONFORMANCE lines).
 var inv = CultureInfo.InvariantCulture;
 ushort self = 0;
-bool autoDomid = false, p10 = true, twoDomain = false;
-ushort? servePeer = null;
+bool autoDomid = false, p10 = true, twoDomain = false, victim = false;
+ushort? servePeer = null, serveVictim = null;
 string tag = "XENSHARE-";
 HashSet<string>? only = null;
 for (int i = 0; i < args.Length; i++)
@@ -36,6 +36,8 @@ for (int i = 0; i < args.Length; i++)
     else if (args[i] == "--no-p10") p10 = false;
     else if (args[i] == "--two-domain") twoDomain = true;
     else if (args[i] == "--serve-peer" && i + 1 < args.Length) servePeer = ushort.Parse(args[++i], inv);
+    else if (args[i] == "--serve-victim" && i + 1 < args.Length) serveVictim = ushort.Parse(args[++i], inv);
+    else if (args[i] == "--victim") victim = true;
 }
 
 using var process = new LinuxGuestProcess();
@@ -44,6 +46,42 @@ if (autoDomid)
     // A domU learns its id from its home in xenstore, written by the toolstack.
     await using var xs = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
     self = ushort.Parse(await xs.ReadStringAsync("domid"), inv);
+}
+if (victim)
+{
+    // A domU that dom0 destroys in the middle of its scenarios: its halves never return.
+    await using var xsV = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
+    var vContext = new TwoDomainContext(process, new DomainId(self), DomainId.Dom0, new DomainId(self), xsV);
+    foreach (var s in TwoDomainScenarios.Victim) Console.WriteLine($"{tag}VICTIM {s.Ids}: {TwoDomainScenarios.RunDomU(s, vContext).Message}");
+    return 1;
+}
+if (serveVictim is ushort doomed)
+{
+    // dom0's halves of the victim scenarios, which destroy that domU with xl; counted like a domain's suite.
+    await using var xsD = XenShare.Xenstore.XenstoreClient.OpenXenbus(process);
+    string did = doomed.ToString(inv);
+    var dContext = new TwoDomainContext(process, new DomainId(self), new DomainId(doomed), new DomainId(doomed), xsD)
+    {
+        DestroyPeer = async () =>
+        {
+            var (rc, _) = await Xl("destroy", did);
+            if (rc != 0) throw new ConformanceException("xl destroy " + did + " exited with " + rc);
+        },
+        // A dying domain loses its name in xl's list but keeps its id until its last page is unmapped.
+        Observe = note => Console.WriteLine($"{tag}OBSERVED {note}"),
+        PeerExists = async () => (await Xl("list")).Output.Split('\n').Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is { Length: > 1 } f && f[1] == did),
+    };
+    Console.WriteLine($"{tag}SUITE {TwoDomainScenarios.Victim.Count} scenarios");
+    int vp = 0, vf = 0;
+    foreach (var s in TwoDomainScenarios.Victim)
+    {
+        var sw = Stopwatch.StartNew();
+        var r = TwoDomainScenarios.RunDom0(s, dContext);
+        if (r.Outcome == Outcome.Pass) vp++; else vf++;
+        Console.WriteLine($"{tag}CONFORMANCE {s.Ids} {(r.Outcome == Outcome.Pass ? "PASS" : "FAIL")} {r.Message} ({sw.ElapsedMilliseconds} ms; dom0 half, the domU destroyed: {s.Name})");
+    }
+    Console.WriteLine($"{tag}SUMMARY {vp} passed, {vf} failed, 0 skipped");
+    return vf == 0 ? 0 : 1;
 }
 if (servePeer is ushort domU)
 {
@@ -104,6 +142,19 @@ if (twoDomain)
 if (p10) P10.Measure(process);
 Console.WriteLine($"{tag}SUMMARY {pass} passed, {fail} failed, {skip} skipped");
 return fail == 0 ? 0 : 1;
+
+// Runs Xen's xl (dom0's toolstack) and returns its exit code and output.
+static async Task<(int Rc, string Output)> Xl(params string[] args)
+{
+    var start = new ProcessStartInfo("/usr/lib/xen-4.17/bin/xl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var a in args) start.ArgumentList.Add(a);
+    using var p = Process.Start(start)!;
+    var output = p.StandardOutput.ReadToEndAsync();
+    var error = p.StandardError.ReadToEndAsync();
+    await p.WaitForExitAsync();
+    _ = await error;
+    return (p.ExitCode, await output);
+}
 
 /// <summary>P10: LinuxGuestProcess.Ioctl against a bare [LibraryImport] ioctl of the same request.</summary>
 internal static partial class P10

@@ -228,7 +228,7 @@ cp "$HERE/init-domu" "$RU/init"; chmod +x "$RU/init"
 mkdir -p "$R/boot"
 (cd "$RU" && find . | cpio -o -H newc --quiet | gzip -1) > "$R/boot/domu-initrd.cpio.gz"
 cp "$K/image/boot/vmlinuz-$KVER-arm64" "$R/boot/domu-Image"
-cp "$HERE/domu.cfg" "$R/etc/xen/domu.cfg"
+cp "$HERE/domu.cfg" "$HERE/domu2.cfg" "$R/etc/xen/"
 cp "$HERE/init" "$R/init"; chmod +x "$R/init"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) > "$C/initrd.cpio.gz"
 say "initramfs $(du -h "$C/initrd.cpio.gz" | cut -f1)"
@@ -262,12 +262,12 @@ RES="$ART/realxen-results.txt"
     echo "# dom0 kernel: $(basename "$KIMG_DEB"), xen-gntdev.ko rebuilt with CONFIG_XEN_GNTDEV_DMABUF"
     tr -d '\r' < "$LOG" | grep -o 'XENSHARE-[A-Z0-9-]*[ :].*' || true
 } > "$RES"
-grep -E '^XENSHARE-(DOMU-|PEER-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
+grep -E '^XENSHARE-(DOMU-|PEER-|VICTIM-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
 peerfail=$(grep -c '^XENSHARE-PEER-CONFORMANCE [^ ]* FAIL' "$RES" || true)
 pass=0 fail=0 skip=0 rc=0
 # Both domains: dom0's runner (XENSHARE-*) and the domU's (XENSHARE-DOMU-*, relayed by dom0).
-for who in "XENSHARE-" "XENSHARE-DOMU-"; do
-    name=dom0; [ "$who" = "XENSHARE-DOMU-" ] && name=domU
+for who in "XENSHARE-" "XENSHARE-DOMU-" "XENSHARE-VICTIM-"; do
+    case "$who" in XENSHARE-) name=dom0 ;; XENSHARE-DOMU-) name=domU ;; *) name="dom0 with a destroyed domU" ;; esac
     p=$(grep -c "^${who}CONFORMANCE [^ ]* PASS" "$RES" || true)
     f=$(grep -c "^${who}CONFORMANCE [^ ]* FAIL" "$RES" || true)
     k=$(grep -c "^${who}CONFORMANCE [^ ]* SKIP" "$RES" || true)
