@@ -31,7 +31,7 @@ public sealed class AbiHeaderTests
             await File.WriteAllTextAsync(cFile, source);
 
             // xen/io/xs_wire.h comes from Debian's libxen-dev: installed, or unpacked into a cache by the script.
-            ProcessResult headers = await RunAsync("bash", [Path.Combine(RepositoryRoot(), "tools", "libxen-headers.sh")],
+            ProcessResult headers = await RunAsync("bash", [Path.Combine(TestPaths.RepositoryRoot(), "tools", "libxen-headers.sh")],
                 "bash is required to locate the libxen-dev headers");
             Assert.True(headers.ExitCode == 0, "tools/libxen-headers.sh could not provide xen/io/xs_wire.h:\n" + headers.StdErr);
             string xenInclude = headers.StdOut.Trim();
@@ -371,14 +371,6 @@ public sealed class AbiHeaderTests
         typeof(AbiCatalog).Assembly.GetTypes().Where(t => t.IsPublic && t.Namespace == "XenShare.Abi");
 
     private sealed record ProcessResult(int ExitCode, string StdOut, string StdErr);
-
-    /// <summary>The clone's root: the first folder above the test assembly that holds XenShare.slnx.</summary>
-    private static string RepositoryRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "XenShare.slnx"))) return d.FullName;
-        throw new InvalidOperationException("XenShare.slnx not found above " + AppContext.BaseDirectory);
-    }
 
     private static async Task<ProcessResult> RunAsync(string fileName, string[] arguments, string whatIfMissing)
     {

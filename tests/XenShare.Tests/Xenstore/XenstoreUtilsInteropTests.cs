@@ -25,7 +25,7 @@ public sealed class XenstoreUtilsInteropTests : IAsyncLifetime, IDisposable
     {
         _host.CreateGuest(new DomainConfig { RamPages = 256, UnpopulatedPages = 256 });
         _server = XenstoreSocketServer.Start(_host.Xenstore, Socket);
-        var (rc, stdout, stderr) = await RunAsync("bash", [Path.Combine(RepositoryRoot(), "tools", "xenstore-utils.sh")], env: false);
+        var (rc, stdout, stderr) = await RunAsync("bash", [Path.Combine(TestPaths.RepositoryRoot(), "tools", "xenstore-utils.sh")], env: false);
         Assert.True(rc == 0, "tools/xenstore-utils.sh could not provide Debian's xenstore tools:\n" + stderr);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         (_bin, _lib) = (lines[0], lines[1]);
@@ -101,10 +101,4 @@ public sealed class XenstoreUtilsInteropTests : IAsyncLifetime, IDisposable
         return (p.ExitCode, await stdout, await stderr);
     }
 
-    private static string RepositoryRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "XenShare.slnx"))) return d.FullName;
-        throw new InvalidOperationException("XenShare.slnx not found above " + AppContext.BaseDirectory);
-    }
 }
