@@ -109,11 +109,19 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         {
             if (--map.Users > 0) return;
             if (map.UnmapPending) return;   // the waiting unmap finishes the map: it sees Users == 0 under this lock
-            unmap = map.LiveGrants > 0;
-            if (unmap) map.UnmapPending = true;
+            unmap = ClaimUnmapLocked(map);
         }
         if (unmap && !UnmapWhenIdle(map)) return;
         FinishMap(map);
+    }
+
+    /// <summary>Takes the unmap of a map's live grants for the caller (sets <see cref="GrantMap.UnmapPending"/>);
+    /// false when another unmap is under way or nothing is mapped. Call with <c>_lock</c> held.</summary>
+    private static bool ClaimUnmapLocked(GrantMap map)
+    {
+        if (map.UnmapPending || map.LiveGrants == 0) return false;
+        map.UnmapPending = true;
+        return true;
     }
 
     /// <summary>The map has no user and nothing mapped: the unmap notification's event goes out and the
@@ -393,11 +401,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     {
         var map = (GrantMap)vma.Tag!;
         bool unmap;
-        lock (_lock)
-        {
-            unmap = !map.UnmapPending && map.LiveGrants > 0;
-            if (unmap) map.UnmapPending = true;
-        }
+        lock (_lock) unmap = ClaimUnmapLocked(map);
         if (unmap) UnmapWhenIdle(map);
         PutMap(map);
     }

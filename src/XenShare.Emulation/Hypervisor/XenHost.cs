@@ -655,9 +655,8 @@ public sealed class XenHost : IDisposable
 
     /// <summary>A guest kernel took a reference on a page whose count was 0 (a free page, or a tail page of a
     /// block allocated without CMA): always a hazard (Linux frees such a page at the matching put).</summary>
-    internal void CheckReferenceOnFreePage(Domain owner, GuestFrame gfn, bool tail)
+    internal void CheckReferenceOnFreePage(Domain owner, GuestFrame gfn)
     {
-        _ = tail;
         owner.P2M.TryGet(gfn, out var mfn, out _);
         Report(IsolationHazardKind.ReferenceOnFreePage, owner.Id, mfn, gfn);
     }

@@ -108,7 +108,7 @@ internal sealed class PageRefs
     {
         int i = Index(gfn);
         if (Interlocked.Increment(ref _count[i]) == 1)
-            _kernel.Host.CheckReferenceOnFreePage(_kernel.Domain, gfn, IsTail(gfn));
+            _kernel.Host.CheckReferenceOnFreePage(_kernel.Domain, gfn);
     }
 
     /// <summary>put_page: drops a reference. At zero an allocated page goes back to its allocator (a tail of

@@ -38,7 +38,7 @@ public sealed class XenstoreDaemon
     {
         public required XsNode Root;
         public required Dictionary<ushort, int> Owned;
-        public List<(string Path, ImmutableArray<XsPerm> Perms, bool Removed, XsNode? Old)> Changes { get; } = new();
+        public List<(string Path, ImmutableArray<XsPerm> Perms, bool Removed)> Changes { get; } = new();
     }
 
     private const string LocalDomain = "/local/domain";
@@ -57,7 +57,7 @@ public sealed class XenstoreDaemon
         Options = options ?? new XenstoreOptions();
         var root = new XsNode([], Dom0Only, XsNode.NoChildren, 0);
         _live = new View { Root = root, Owned = new Dictionary<ushort, int> { [0] = 1 } };
-        foreach (var p in new[] { "/local", LocalDomain, "/tool" }) Apply(_live, 0, p, static (d, v, p) => d.MkdirIn(v, 0, p));
+        foreach (var p in new[] { "/local", LocalDomain, "/tool" }) Apply(p, static (d, v, p) => d.MkdirIn(v, 0, p));
         _live.Changes.Clear();
     }
 
@@ -179,17 +179,16 @@ public sealed class XenstoreDaemon
         lock (_lock)
         {
             if (!TryCanonical(0, path, false, out string abs, out _)) return -Errno.EINVAL;
-            return Apply(_live, 0, abs, op);
+            return Apply(abs, op);
         }
     }
 
-    /// <summary>Runs one change on the live view and fires the watches it triggers.</summary>
-    private int Apply(View v, ushort domain, string abs, Func<XenstoreDaemon, View, string, int> op)
+    /// <summary>Runs one change on the live store and fires the watches it triggers.</summary>
+    private int Apply(string abs, Func<XenstoreDaemon, View, string, int> op)
     {
-        _ = domain;
-        v.Changes.Clear();
-        int rc = op(this, v, abs);
-        if (ReferenceEquals(v, _live)) FireChanges(v);
+        _live.Changes.Clear();
+        int rc = op(this, _live, abs);
+        FireChanges(_live);
         return rc;
     }
 
@@ -320,7 +319,7 @@ public sealed class XenstoreDaemon
                 c.Transactions.Remove(txId);
                 if (args[0] == "T")
                 {
-                    int rc = Commit(dom, tx);
+                    int rc = Commit(tx);
                     if (rc < 0) return rc;
                 }
                 c.Send(type, reqId, txId, Ok);
@@ -381,7 +380,7 @@ public sealed class XenstoreDaemon
             tx.View.Changes.Clear();
             if (rc == 0) tx.Replay.Add(v => op(this, v, abs));
         }
-        else rc = Apply(_live, c.Domain.Value, abs, op);
+        else rc = Apply(abs, op);
         if (rc < 0) return rc;
         c.Send(type, reqId, txId, Ok);
         return 0;
@@ -389,13 +388,12 @@ public sealed class XenstoreDaemon
 
     /// <summary>XS06: commit when nothing the transaction touched changed since its snapshot; else EAGAIN.
     /// The changes are replayed on a copy of the live store and swapped in only if all succeed.</summary>
-    private int Commit(ushort dom, Transaction tx)
+    private int Commit(Transaction tx)
     {
-        _ = dom;
         foreach (var (path, seen) in tx.Accessed)
             if (GenerationOf(_live.Root, path) != seen) return -Errno.EAGAIN;
         var next = new View { Root = _live.Root, Owned = new Dictionary<ushort, int>(_live.Owned) };
-        var changes = new List<(string, ImmutableArray<XsPerm>, bool, XsNode?)>();
+        var changes = new List<(string, ImmutableArray<XsPerm>, bool)>();
         foreach (var replay in tx.Replay)
         {
             next.Changes.Clear();
@@ -442,7 +440,7 @@ public sealed class XenstoreDaemon
             if (!existing.AccessOf(dom).CanWrite) return -Errno.EACCES;
             if (!replaceValue) return 0;
             Rebuild(v, segs, chain, new XsNode(value, existing.Perms, existing.Children, ++_generation), null);
-            v.Changes.Add((abs, existing.Perms, false, existing));
+            v.Changes.Add((abs, existing.Perms, false));
             return 0;
         }
         int deepest = 0;
@@ -457,7 +455,7 @@ public sealed class XenstoreDaemon
         var leaf = new XsNode(value, perms, XsNode.NoChildren, ++_generation);
         Rebuild(v, segs, chain, leaf, k => new XsNode([], perms, XsNode.NoChildren, ++_generation));
         v.Owned[owner] = v.Owned.GetValueOrDefault(owner) + created;
-        v.Changes.Add((abs, perms, false, null));
+        v.Changes.Add((abs, perms, false));
         return 0;
     }
 
@@ -475,7 +473,7 @@ public sealed class XenstoreDaemon
         var gone = new Dictionary<ushort, int>();
         node.CountOwners(gone);
         foreach (var (owner, n) in gone) v.Owned[owner] = v.Owned.GetValueOrDefault(owner) - n;
-        v.Changes.Add((abs, node.Perms, true, node));
+        v.Changes.Add((abs, node.Perms, true));
         return 0;
     }
 
@@ -494,7 +492,7 @@ public sealed class XenstoreDaemon
             v.Owned[node.Owner] = v.Owned.GetValueOrDefault(node.Owner) - 1;
             v.Owned[perms[0].Domain] = v.Owned.GetValueOrDefault(perms[0].Domain) + 1;
         }
-        v.Changes.Add((abs, perms, false, node));
+        v.Changes.Add((abs, perms, false));
         return 0;
     }
 
@@ -562,7 +560,7 @@ public sealed class XenstoreDaemon
     /// inside the removed subtree), for connections whose domain may read the node.</summary>
     private void FireChanges(View v)
     {
-        foreach (var (path, perms, removed, old) in v.Changes)
+        foreach (var (path, perms, removed) in v.Changes)
         {
             foreach (var c in _connections)
             {
@@ -575,7 +573,6 @@ public sealed class XenstoreDaemon
                     else if (removed && IsAncestorOrSelf(path, w.AbsolutePath)) Event(c, w, w.AbsolutePath);
                 }
             }
-            _ = old;
         }
         v.Changes.Clear();
     }
