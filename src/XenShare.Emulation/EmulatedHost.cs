@@ -122,6 +122,31 @@ public sealed class EmulatedHost : IDisposable
         Xenstore.ReleaseDomain(guest.Id);
     }
 
+    /// <summary>
+    /// Destroys a running guest, as <c>xl destroy</c> does: the guest's kernel halts where it is
+    /// (<see cref="GuestKernel.Halt"/>: its processes' calls fail with EIO from now on and nothing of it runs
+    /// or cleans up), then Xen destroys the domain (its own grant mappings unmapped, ports closed, RAM given
+    /// back; pages another domain still maps stay alive and the domain lingers as a zombie until they are
+    /// unmapped: GT11, XD03), then the toolstack removes its xenstore home and xenstored releases it (XS08).
+    /// The guest's processes should still be disposed by their owners (that gives back only the emulator's
+    /// own address ranges). Throws if the halt could not pause a call still in progress within
+    /// <paramref name="timeout"/> (default 30 s).
+    /// </summary>
+    public void KillGuest(EmulatedGuest guest, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        lock (_guests) if (!_guests.Remove(guest)) return;
+        bool paused = guest.Kernel.Halt(timeout ?? TimeSpan.FromSeconds(30));
+        Xen.DestroyDomain(guest.Id);
+        Xenstore.Remove(HomeOf(guest.Id));
+        Xenstore.ReleaseDomain(guest.Id);
+        if (!paused) throw new TimeoutException($"{guest}: a system call was still running when the domain was destroyed");
+    }
+
+    /// <summary>Whether a domain exists in Xen: alive, or dying and kept as a zombie because another domain
+    /// still maps its pages (what <c>xl list</c> shows as <c>(null)</c> with state <c>d</c>).</summary>
+    public bool DomainExists(DomainId id) => Xen.DomainExists(id);
+
     /// <summary>The cross-domain use-after-free detector: every grant-mapped frame freed, scrubbed or
     /// handed out, and every reference taken on a page whose count is 0, with both domains, the frame, the
     /// refs and the call (<see cref="IsolationMonitor"/>). Assert that <see cref="IsolationMonitor.Hazards"/>

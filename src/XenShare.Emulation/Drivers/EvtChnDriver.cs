@@ -138,7 +138,11 @@ internal sealed class EvtChnDriver
                 while (_count == 0 && !_overflow)
                 {
                     if ((OpenFlags & Posix.O_NONBLOCK) != 0) return -Errno.EAGAIN;
-                    Monitor.Wait(_lock);
+                    if (Kernel.IsHalted) return -Errno.EIO;   // the domain was destroyed (GuestKernel.Halt)
+                    // Unregister, not Dispose: Dispose would wait for a running callback, which needs this lock.
+                    var halt = Kernel.HaltToken.UnsafeRegister(static o => { lock (o!) Monitor.PulseAll(o); }, _lock);
+                    try { if (!halt.Token.IsCancellationRequested) Monitor.Wait(_lock); }
+                    finally { halt.Unregister(); }
                 }
                 if (_overflow) return -Errno.EFBIG;
                 int n = Math.Min(want, _count);

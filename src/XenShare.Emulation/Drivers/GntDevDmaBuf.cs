@@ -237,7 +237,8 @@ internal sealed class GntDevDmaBuf
         // EW06: not interruptible.
         int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
         Kernel.EnterReleaseWait();
-        try { return released.Wait(ms) ? 0 : -Errno.ETIMEDOUT; }                                 // EW03
+        try { return released.Wait(ms, Kernel.HaltToken) ? 0 : -Errno.ETIMEDOUT; }              // EW03
+        catch (OperationCanceledException) { return -Errno.EIO; }                                // the domain was destroyed
         finally { Kernel.LeaveReleaseWait(); }
     }
 
@@ -256,18 +257,23 @@ internal sealed class GntDevDmaBuf
         }
         if (tcs.Task.IsCompleted) return Task.FromResult(0);
         if (op.wait_to_ms == 0) return Task.FromResult(-Errno.ETIMEDOUT);
-        return Wait(tcs.Task, op.wait_to_ms, cancellationToken);
+        return Wait(tcs.Task, op.wait_to_ms, Kernel.HaltToken, cancellationToken);
 
-        static async Task<int> Wait(Task released, uint ms, CancellationToken ct)
+        static async Task<int> Wait(Task released, uint ms, CancellationToken halt, CancellationToken ct)
         {
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(halt, ct);
             try
             {
-                await released.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(ms, int.MaxValue)), ct).ConfigureAwait(false);
+                await released.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(ms, int.MaxValue)), both.Token).ConfigureAwait(false);
                 return 0;
             }
             catch (TimeoutException)
             {
                 return -Errno.ETIMEDOUT;
+            }
+            catch (OperationCanceledException) when (halt.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                return -Errno.EIO;   // the domain was destroyed
             }
         }
     }

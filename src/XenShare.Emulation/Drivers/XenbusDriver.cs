@@ -116,7 +116,12 @@ internal sealed class XenbusDriver
                 {
                     if (_closed) return 0;
                     if ((OpenFlags & Posix.O_NONBLOCK) != 0) return -Errno.EAGAIN;
-                    Monitor.Wait(_lock);
+                    var kernel = _driver._kernel;
+                    if (kernel.IsHalted) return -Errno.EIO;   // the domain was destroyed (GuestKernel.Halt)
+                    // Unregister, not Dispose: Dispose would wait for a running callback, which needs this lock.
+                    var halt = kernel.HaltToken.UnsafeRegister(static o => { lock (o!) Monitor.PulseAll(o); }, _lock);
+                    try { if (!halt.Token.IsCancellationRequested) Monitor.Wait(_lock); }
+                    finally { halt.Unregister(); }
                 }
                 int done = 0;
                 while (done < buffer.Length && _replies.Count > 0)

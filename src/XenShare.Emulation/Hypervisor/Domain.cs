@@ -59,6 +59,10 @@ public sealed class Domain
     /// <summary>True once the domain is being destroyed (a zombie while others still map its pages).</summary>
     public bool IsDying { get; internal set; }
 
+    /// <summary>Set (under the host's domain lock) once destruction has unmapped, closed and released all it
+    /// does; from then on the domain is reaped as soon as no other domain maps its pages.</summary>
+    internal bool TornDown { get; set; }
+
     /// <summary>The kernel's upcall interface, if a kernel runs in this domain.</summary>
     public IDomainSink? Sink { get; set; }
 

@@ -136,6 +136,7 @@ public sealed unsafe class GrantTable
     internal short PinLocked(GrantRef gref, DomainId mapper, bool write, P2M p2m, out MachineFrame mfn)
     {
         mfn = default;
+        if (_freed) return GntSt.bad_domain;   // the domain was reaped after the caller found it (GT11)
         if (gref.Value >= EntryCount) return GntSt.bad_gntref;
         ref ulong slot = ref *EntryPointer(gref.Value);
         ref ActiveEntry act = ref _active[gref.Value];
@@ -264,6 +265,8 @@ public sealed unsafe class GrantTable
     }
 
     /// <summary>Frees the table's frames (domain teardown, once nothing is pinned).</summary>
+    private bool _freed;   // under _lock
+
     internal void Free()
     {
         lock (_lock)
@@ -271,6 +274,7 @@ public sealed unsafe class GrantTable
             for (int i = 0; i < _nrFrames; i++) _memory.Put(_frames[i]);
             _nrFrames = 0;
             _active = Array.Empty<ActiveEntry>();
+            _freed = true;
         }
     }
 }

@@ -97,6 +97,23 @@ public sealed class XenHost : IDisposable
         return false;
     }
 
+    /// <summary>Whether a domain exists: alive, or a zombie (dying, some of its pages still mapped elsewhere).</summary>
+    public bool DomainExists(DomainId id) => TryGetGranter(id, out _);
+
+    /// <summary>The domain a grant operation names: a live one, or a dying one that Xen still keeps (GT11: real
+    /// Xen 4.17 maps a dying domain's grant whose page another mapping still holds, through the active entry's
+    /// frame; a grant whose page nobody held fails at its frame lookup, since the domain's RAM went back).
+    /// Gone domains are not found (bad_domain).</summary>
+    private bool TryGetGranter(DomainId id, out Domain domain)
+    {
+        if (_domains.TryGetValue(id.Value, out var d) && !d.IsDying) { domain = d; return true; }
+        lock (_domainLock)
+            foreach (var z in _zombies)
+                if (z.Id == id) { domain = z; return true; }
+        domain = null!;
+        return false;
+    }
+
     /// <summary>Destroys a domain: its own mappings are unmapped, its ports closed and its RAM released;
     /// pages that other domains still map stay alive and the domain lingers as a zombie until the last
     /// foreign mapping goes (GT11).</summary>
@@ -107,6 +124,7 @@ public sealed class XenHost : IDisposable
         {
             if (!_domains.TryRemove(id.Value, out d!)) throw new ArgumentException($"no domain {id}");
             d.IsDying = true;
+            _zombies.Add(d);   // findable by grant operations while it dies (GT11)
         }
         foreach (int h in d.MapTrack.LiveHandles())
         {
@@ -118,11 +136,8 @@ public sealed class XenHost : IDisposable
                 if (d.Events.Ports[p].State != EventChannelTable.PortState.Free) ClosePortLocked(d, (uint)p);
         ReleaseRam(d, d.RamPages);
         d.Sink = null;
-        lock (_domainLock)
-        {
-            if (d.GrantTable.ActivePins == 0) d.GrantTable.Free();
-            else _zombies.Add(d);
-        }
+        lock (_domainLock) d.TornDown = true;
+        ReapIfZombie(d);   // gone now unless another domain still maps its pages
     }
 
     /// <summary>Drops one pin; when it was the entry's last, tells the granter's kernel (deferred reclaim)
@@ -145,7 +160,8 @@ public sealed class XenHost : IDisposable
         if (!granter.IsDying || granter.GrantTable.ActivePins != 0) return;
         lock (_domainLock)
         {
-            if (_zombies.Remove(granter)) granter.GrantTable.Free();
+            // Pins are re-read under the domain lock: a new map of the zombie's grant (GT11) may have come in.
+            if (granter.TornDown && granter.GrantTable.ActivePins == 0 && _zombies.Remove(granter)) granter.GrantTable.Free();
         }
     }
 
@@ -169,7 +185,7 @@ public sealed class XenHost : IDisposable
         {
             // A run: consecutive ops that pass the flag checks and name the same live granter.
             var first = ops[start];
-            if (!MapFlagsOk(caller, first.Flags) || !TryGetDomain(first.Dom, out var granter))
+            if (!MapFlagsOk(caller, first.Flags) || !TryGetGranter(first.Dom, out var granter))
             {
                 MapOne(caller, ref ops[start]);
                 start++;
@@ -234,7 +250,7 @@ public sealed class XenHost : IDisposable
         if (caller.IsAutoTranslated &&
             ((caller.IsX86 && (flags & GntMap.device_map) != 0) || (flags & (GntMap.application_map | GntMap.contains_pte)) != 0))
             return op.Status = GntSt.general_error;
-        if (!TryGetDomain(op.Dom, out var granter)) return op.Status = GntSt.bad_domain;
+        if (!TryGetGranter(op.Dom, out var granter)) return op.Status = GntSt.bad_domain;
         int handle = caller.MapTrack.Allocate();
         if (handle < 0) return op.Status = GntSt.no_space;
         bool write = (flags & GntMap.@readonly) == 0;
@@ -328,7 +344,7 @@ public sealed class XenHost : IDisposable
         int i = 0;
         while (i < ops.Length)
         {
-            if (!BatchableCopy(ops[i]) || !TryGetDomain(CopySourceDomain(caller, ops[i]), out var granter))
+            if (!BatchableCopy(ops[i]) || !TryGetGranter(CopySourceDomain(caller, ops[i]), out var granter))
             {
                 ops[i].Status = CopyOne(caller, ref ops[i]);
                 i++;
@@ -422,7 +438,7 @@ public sealed class XenHost : IDisposable
             return GntSt.okay;
         }
         var id = ptr.Domain.Value == GrantTableConstants.DOMID_SELF ? caller.Id : ptr.Domain;
-        if (!TryGetDomain(id, out var granter)) return GntSt.bad_domain;
+        if (!TryGetGranter(id, out var granter)) return GntSt.bad_domain;
         if (ptr.RefOrGfn > uint.MaxValue) return GntSt.bad_gntref;
         short st = granter.GrantTable.Pin(new GrantRef((uint)ptr.RefOrGfn), caller.Id, write, granter.P2M, out mfn);
         if (st == GntSt.okay) dom = granter;

@@ -22,6 +22,7 @@ internal interface IEventHandler
 /// queue are leaves. Every guest page has a reference count (<see cref="Pages"/>) that decides when it
 /// goes back to its allocator.
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "The halt token's source has no timer and lives as long as the kernel; nothing to free early.")]
 public sealed class GuestKernel : IDomainSink
 {
     private readonly ConcurrentDictionary<string, Func<GuestProcess, int, object>> _devices = new(StringComparer.Ordinal);
@@ -91,6 +92,42 @@ public sealed class GuestKernel : IDomainSink
 
     /// <summary>Age of the oldest deferred reclaim.</summary>
     public TimeSpan OldestDeferredReclaimAge => Grants.OldestDeferredAge;
+
+    // ------------------------------------------------------------------ halt (the domain is destroyed while running)
+
+    private readonly CancellationTokenSource _halt = new();
+    private int _halted;
+
+    /// <summary>Whether the domain was destroyed with this kernel running (<see cref="Halt"/>): its processes'
+    /// calls fail with EIO and nothing of the kernel runs any more.</summary>
+    public bool IsHalted => Volatile.Read(ref _halted) != 0;
+
+    /// <summary>Cancelled by <see cref="Halt"/>: blocking waits of drivers wake on it and return EIO.</summary>
+    internal CancellationToken HaltToken => _halt.Token;
+
+    /// <summary>
+    /// The domain is destroyed while this kernel runs (<c>xl destroy</c> of a live guest): Xen pauses its vCPUs,
+    /// so nothing of the kernel runs again and nothing is cleaned up by it (no close, no unmap, no end of
+    /// access: the hypervisor's domain destruction does what is done). The emulator's threads of the guest's
+    /// processes do run on, so instead: new system calls fail with EIO, blocked ones (xenbus and evtchn reads,
+    /// poll, EXP_WAIT_RELEASED) wake and fail with EIO, calls already in progress are waited for (the vCPUs
+    /// paused: after this returns no call of this kernel reaches the hypervisor), and every process's mappings
+    /// are replaced by scratch memory so that a dead process's thread can never touch a machine frame again
+    /// (the frames go back to Xen and may be handed to another domain). False if calls still ran after
+    /// <paramref name="timeout"/>.
+    /// </summary>
+    public bool Halt(TimeSpan timeout)
+    {
+        if (Interlocked.Exchange(ref _halted, 1) != 0) return true;
+        _halt.Cancel();
+        PollQueue.Wake();
+        GuestProcess[] procs;
+        lock (_processes) procs = _processes.ToArray();
+        bool idle = true;
+        foreach (var p in procs) idle &= p.WaitIdle(timeout);
+        foreach (var p in procs) p.ScrubMappingsForHalt();
+        return idle;
+    }
 
     /// <summary>Starts a process (its fd table starts empty).</summary>
     public GuestProcess StartProcess()

@@ -126,20 +126,43 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
         }
     }
 
+    /// <summary>Enters a system call: counted for <see cref="WaitIdle"/>; false (the call fails with EIO) once
+    /// the kernel is halted. The count goes up before the halt flag is read and <see cref="GuestKernel.Halt"/>
+    /// sets the flag before it waits for the count, so a call either sees the halt or is waited for.</summary>
+    private bool EnterSyscall()
+    {
+        Interlocked.Increment(ref _inFlight);
+        if (!Kernel.IsHalted) return true;
+        LeaveSyscall();
+        return false;
+    }
+
     /// <inheritdoc/>
     public int Open(string path, int flags)
     {
         if (path is null) return -Errno.EFAULT;
-        int rc = Kernel.OpenDevice(path, this, flags, out var file);
-        if (rc < 0) return rc;
-        int fd = ReserveFd((flags & Posix.O_CLOEXEC) != 0);
-        if (fd < 0) { file!.Put(); return fd; }
-        InstallFd(fd, file!);
-        return fd;
+        if (!EnterSyscall()) return -Errno.EIO;
+        try
+        {
+            int rc = Kernel.OpenDevice(path, this, flags, out var file);
+            if (rc < 0) return rc;
+            int fd = ReserveFd((flags & Posix.O_CLOEXEC) != 0);
+            if (fd < 0) { file!.Put(); return fd; }
+            InstallFd(fd, file!);
+            return fd;
+        }
+        finally { LeaveSyscall(); }
     }
 
     /// <inheritdoc/>
     public int Close(int fd)
+    {
+        if (!EnterSyscall()) return -Errno.EIO;
+        try { return CloseEntered(fd); }
+        finally { LeaveSyscall(); }
+    }
+
+    private int CloseEntered(int fd)
     {
         KernelFile? f;
         lock (_fdLock)
@@ -158,20 +181,25 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     /// <inheritdoc/>
     public int Dup(int fd)
     {
-        var f = GetFile(fd);
-        if (f is null) return -Errno.EBADF;
-        int nfd = ReserveFd(cloexec: false);
-        if (nfd < 0) { f.Put(); return nfd; }
-        InstallFd(nfd, f);
-        return nfd;
+        if (!EnterSyscall()) return -Errno.EIO;
+        try
+        {
+            var f = GetFile(fd);
+            if (f is null) return -Errno.EBADF;
+            int nfd = ReserveFd(cloexec: false);
+            if (nfd < 0) { f.Put(); return nfd; }
+            InstallFd(nfd, f);
+            return nfd;
+        }
+        finally { LeaveSyscall(); }
     }
 
     /// <inheritdoc/>
     public int Ioctl(int fd, uint request, Span<byte> arg)
     {
+        if (!EnterSyscall()) return -Errno.EIO;
         var f = GetFile(fd);
-        if (f is null) return -Errno.EBADF;
-        Interlocked.Increment(ref _inFlight);
+        if (f is null) { LeaveSyscall(); return -Errno.EBADF; }
         try { return f.Ioctl(this, request, arg); }
         finally
         {
@@ -183,17 +211,18 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     /// <inheritdoc/>
     public Task<int>? IoctlAsync(int fd, uint request, ReadOnlyMemory<byte> arg, CancellationToken cancellationToken)
     {
+        if (!EnterSyscall()) return Task.FromResult(-Errno.EIO);
         var f = GetFile(fd);
-        if (f is null) return Task.FromResult(-Errno.EBADF);
+        if (f is null) { LeaveSyscall(); return Task.FromResult(-Errno.EBADF); }
         Task<int>? inner;
         try { inner = f.IoctlAsync(this, request, arg, cancellationToken); }
         catch
         {
             f.Put();
+            LeaveSyscall();
             throw;
         }
-        if (inner is null) { f.Put(); return null; }
-        Interlocked.Increment(ref _inFlight);
+        if (inner is null) { f.Put(); LeaveSyscall(); return null; }
         return AsyncSyscall.Complete(inner, () =>
         {
             f.Put();
@@ -232,19 +261,20 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     /// <inheritdoc/>
     public long Lseek(int fd, long offset, int whence)
     {
+        if (!EnterSyscall()) return -Errno.EIO;
         var f = GetFile(fd);
-        if (f is null) return -Errno.EBADF;
+        if (f is null) { LeaveSyscall(); return -Errno.EBADF; }
         try { return f.Lseek(offset, whence); }
-        finally { f.Put(); }
+        finally { f.Put(); LeaveSyscall(); }
     }
 
     /// <inheritdoc/>
     public long Read(int fd, Span<byte> buffer)
     {
-        var f = GetFile(fd);
-        if (f is null) return -Errno.EBADF;
         // A read may block (evtchn, xenbus): it is a syscall in progress for WaitIdle, like an ioctl.
-        Interlocked.Increment(ref _inFlight);
+        if (!EnterSyscall()) return -Errno.EIO;
+        var f = GetFile(fd);
+        if (f is null) { LeaveSyscall(); return -Errno.EBADF; }
         try { return f.Read(this, buffer); }
         finally
         {
@@ -256,14 +286,22 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     /// <inheritdoc/>
     public long Write(int fd, ReadOnlySpan<byte> buffer)
     {
+        if (!EnterSyscall()) return -Errno.EIO;
         var f = GetFile(fd);
-        if (f is null) return -Errno.EBADF;
+        if (f is null) { LeaveSyscall(); return -Errno.EBADF; }
         try { return f.Write(this, buffer); }
-        finally { f.Put(); }
+        finally { f.Put(); LeaveSyscall(); }
     }
 
     /// <inheritdoc/>
     public int Poll(Span<PollFd> fds, int timeoutMs)
+    {
+        if (!EnterSyscall()) return -Errno.EIO;
+        try { return PollEntered(fds, timeoutMs); }
+        finally { LeaveSyscall(); }
+    }
+
+    private int PollEntered(Span<PollFd> fds, int timeoutMs)
     {
         long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         while (true)
@@ -286,6 +324,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
                 finally { f.Put(); }
             }
             if (ready > 0 || timeoutMs == 0) return ready;
+            if (Kernel.IsHalted) return -Errno.EIO;
             long left = deadline == long.MaxValue ? -1 : deadline - Environment.TickCount64;
             if (deadline != long.MaxValue && left <= 0) return 0;
             Kernel.PollQueue.WaitChanged(gen, (int)Math.Min(left, int.MaxValue));
@@ -296,6 +335,13 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
 
     /// <inheritdoc/>
     public long Mmap(int fd, long offset, long length, int prot, int flags)
+    {
+        if (!EnterSyscall()) return -Errno.EIO;
+        try { return MmapEntered(fd, offset, length, prot, flags); }
+        finally { LeaveSyscall(); }
+    }
+
+    private long MmapEntered(int fd, long offset, long length, int prot, int flags)
     {
         if (length <= 0 || length > int.MaxValue * (long)PageSize || (offset & (PageSize - 1)) != 0 || offset < 0) return -Errno.EINVAL;
         int share = flags & (Posix.MAP_SHARED | Posix.MAP_PRIVATE);
@@ -370,8 +416,21 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             if (vma is null) return 0; // nothing mapped there: Linux returns 0
             _vmas.Remove(vma);
         }
-        Unmap(vma);
+        // A halted kernel runs nothing (no close of the owner); the scratch memory goes back to the host.
+        if (Kernel.IsHalted) HostLibc.Munmap((void*)vma.Start, (nuint)vma.Length);
+        else Unmap(vma);
         return 0;
+    }
+
+    /// <summary>Part of <see cref="GuestKernel.Halt"/>: every mapping's memory is replaced by private scratch
+    /// pages at the same addresses (a dead process's thread that touches them reads zeros and writes nowhere
+    /// that matters); the mappings stay listed so that a later munmap or exit gives the addresses back.</summary>
+    internal void ScrubMappingsForHalt()
+    {
+        lock (_mmLock)
+            foreach (var v in _vmas)
+                HostLibc.Mmap((void*)v.Start, (nuint)v.Length, HostLibc.PROT_READ | HostLibc.PROT_WRITE,
+                    HostLibc.MAP_PRIVATE | HostLibc.MAP_ANONYMOUS | HostLibc.MAP_FIXED, -1, 0);
     }
 
     private static void Unmap(Vma vma)
@@ -455,6 +514,18 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
         {
             vmas = new List<Vma>(_vmas);
             _vmas.Clear();
+        }
+        if (Kernel.IsHalted)
+        {
+            // The domain is gone: only the emulator's own resources go back (the scratch address ranges).
+            foreach (var v in vmas) HostLibc.Munmap((void*)v.Start, (nuint)v.Length);
+            lock (_fdLock)
+            {
+                _exited = true;
+                Array.Clear(_fds);
+            }
+            Kernel.OnProcessExit(this);
+            return;
         }
         foreach (var v in vmas) Unmap(v);
         var files = new List<KernelFile>();
