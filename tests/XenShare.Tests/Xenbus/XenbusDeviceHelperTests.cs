@@ -349,6 +349,29 @@ public sealed class XenbusDeviceHelperTests : EmulatorTest
     }
 
     [Fact]
+    public async Task XB03_BackendsXenstoreConnectionGoesAwayWhileConnected_RunFails_DisconnectRunsOnce()
+    {
+        Host.AddDevice(DomU, Dom0, Type, 0);
+        var xs0 = XenstoreClient.OpenXenbus(P0);
+        await using var xsU = XenstoreClient.OpenXenbus(PU);
+        using var handler = new TestBackend(P0);
+        using var cts = new CancellationTokenSource(Patience);
+        await using (var backend = await XenbusBackendDevice.OpenAsync(xs0, Dom0.Id, DomU.Id, Type, 0))
+        await using (var frontend = await XenbusFrontendDevice.OpenAsync(xsU, DomU.Id, Type, 0))
+        using (var ring = new TestRing(PU, Dom0.Id, "z"))
+        {
+            var run = Task.Run(() => backend.RunAsync(handler, cts.Token));
+            await frontend.ConnectAsync(ring.PublishAsync, cts.Token);
+            await xs0.DisposeAsync();
+            var failure = await Assert.ThrowsAnyAsync<Exception>(() => run);
+            Assert.True(failure is ObjectDisposedException or IOException, failure.ToString());
+            Assert.Equal(["disconnect Stopped"], handler.Log.Items.Where(i => i.StartsWith("disconnect", StringComparison.Ordinal)));
+            frontend.CloseTimeout = TimeSpan.Zero;                      // nobody answers any more: dispose writes Closed anyway
+        }
+        Assert.Equal((1, 1, 0), (handler.Connects, handler.Disconnects, handler.Violations));
+    }
+
+    [Fact]
     public async Task XB03_HostileFrontend_GarbageStates_AndAFailedConnect_BackendSurvives_ThenAProperFrontendConnects()
     {
         var (fePath, bePath) = Host.AddDevice(DomU, Dom0, Type, 0);
