@@ -255,6 +255,8 @@ public sealed class XenbusBackendDevice : IAsyncDisposable
                 bool online = IsOnline(await Client.TryReadStringAsync(BackendPath + "/online", ct).ConfigureAwait(false));
                 XenbusState? frontend = await XenbusNodes.TryReadStateAsync(Client, FrontendPath, ct).ConfigureAwait(false);
                 bool frontendLive = !frontendDead && frontend is { } f && Array.IndexOf(LiveFrontendStates, f) >= 0;
+                // Only Initialised or Connected starts a connection; the reconfiguration states merely keep one.
+                bool frontendReady = frontendLive && (frontend is XenbusState.Initialised or XenbusState.Connected);
 
                 if (own is null)
                 {
@@ -315,7 +317,7 @@ public sealed class XenbusBackendDevice : IAsyncDisposable
                         continue;
                     }
                 }
-                else if (frontendLive)
+                else if (frontendReady)
                 {
                     Volatile.Write(ref _connected, 1);
                     try
