@@ -51,7 +51,7 @@ public sealed record AbiStruct(string Name, string Header, int Size, IReadOnlyLi
 /// <summary>
 /// Everything the C# ABI mirror (<see cref="GntDevIoctl"/>, <see cref="GntAllocIoctl"/>,
 /// <see cref="EvtChnIoctl"/>, <see cref="DmaBufIoctl"/> and the structs beside them) says about the
-/// Linux UAPI headers, in a stable order: headers in the order gntdev, gntalloc, evtchn, dma-buf;
+/// Linux UAPI headers, in a stable order: headers in the order gntdev, gntalloc, evtchn, dma-buf, dma-heap, xs_wire, xenbus;
 /// ioctls by command number then name; structs in header order; fields by offset; constants by name.
 /// </summary>
 public static class AbiCatalog
@@ -71,9 +71,12 @@ public static class AbiCatalog
     /// <summary>Header of <see cref="XsWire"/> (the xenstore wire protocol; Debian package libxen-dev).</summary>
     public const string XsWireHeader = "xen/io/xs_wire.h";
 
+    /// <summary>Header of <see cref="XenbusIo"/> (the xenbus device states; Debian package libxen-dev).</summary>
+    public const string XenbusHeader = "xen/io/xenbus.h";
+
     /// <summary>The headers covered, in catalog order.</summary>
     public static IReadOnlyList<string> Headers { get; } =
-        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader, XsWireHeader]);
+        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader, XsWireHeader, XenbusHeader]);
 
     /// <summary>Every ioctl number (the static readonly <see cref="uint"/> fields of the four ioctl classes).</summary>
     public static IReadOnlyList<AbiIoctl> Ioctls { get; }
@@ -86,7 +89,7 @@ public static class AbiCatalog
 
     /// <summary>The classes whose fields are the ioctl numbers and constants, one per header.</summary>
     public static IReadOnlyList<Type> IoctlClasses { get; } =
-        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl), typeof(XsWire)]);
+        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl), typeof(XsWire), typeof(XenbusIo)]);
 
     static AbiCatalog()
     {
@@ -98,6 +101,7 @@ public static class AbiCatalog
         AddFields(typeof(DmaBufIoctl), DmaBufHeader, ioctls, constants);
         AddFields(typeof(DmaHeapIoctl), DmaHeapHeader, ioctls, constants);
         AddFields(typeof(XsWire), XsWireHeader, ioctls, constants);
+        AddFields(typeof(XenbusIo), XenbusHeader, ioctls, constants);
         Ioctls = ioctls.AsReadOnly();
         Constants = constants.AsReadOnly();
 
