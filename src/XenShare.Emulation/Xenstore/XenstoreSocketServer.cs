@@ -18,7 +18,7 @@ namespace XenShare.Emulation.Xenstore;
 /// client's replies, then the other clients' watch events (each client's messages coalesced into one
 /// send). So the requester's reply never waits behind another client's socket, and a watching client is
 /// woken only once the daemon is done. Replies and events the daemon produces on any other thread (the
-/// toolstack, a guest's <c>/dev/xen/xenbus</c>) are written at once, under the daemon's lock, as before.
+/// toolstack, a guest's <c>/dev/xen/xenbus</c>) are written at once, under the daemon's lock.
 /// Each client's messages reach its socket in the daemon's order: they are queued under the daemon's lock
 /// and written in queue order by whichever thread flushes first.
 /// Locks: <c>_lock</c> guards the client list (a leaf). Per client, <c>SendLock</c> is held while writing
