@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 using XenShare.Abi;
 
 namespace XenShare.Emulation.Xenstore;
@@ -46,6 +47,19 @@ public sealed class XenstoreConnection : IDisposable
 
     /// <summary>Closes the connection: its watches and transactions end (XS07).</summary>
     public void Dispose() => Daemon.Close(this);
+
+    /// <summary>Queues a watch event: the path and the token, each NUL-terminated (under the daemon's lock).</summary>
+    internal void SendEvent(string path, string token)
+    {
+        int pathBytes = Encoding.UTF8.GetByteCount(path);
+        int length = pathBytes + 1 + Encoding.UTF8.GetByteCount(token) + 1;
+        var msg = new byte[XsWire.HeaderSize + length];
+        BinaryPrimitives.WriteUInt32LittleEndian(msg, XsWire.XS_WATCH_EVENT);
+        BinaryPrimitives.WriteUInt32LittleEndian(msg.AsSpan(12), (uint)length);
+        Encoding.UTF8.GetBytes(path, msg.AsSpan(XsWire.HeaderSize));
+        Encoding.UTF8.GetBytes(token, msg.AsSpan(XsWire.HeaderSize + pathBytes + 1));
+        _deliver(msg);
+    }
 
     /// <summary>Queues one reply or event: header and payload (called under the daemon's lock).</summary>
     internal void Send(uint type, uint reqId, uint txId, ReadOnlySpan<byte> payload)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Immutable;
 using System.Globalization;
@@ -44,6 +45,8 @@ public sealed class XenstoreDaemon
     private const string LocalDomain = "/local/domain";
     private static readonly byte[] Ok = "OK\0"u8.ToArray();
     private static readonly ImmutableArray<XsPerm> Dom0Only = [new XsPerm('n', 0)];
+    private static readonly IReadOnlyList<string> NoArgs = [];
+    private static readonly SearchValues<char> PathChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@");
 
     private readonly object _lock = new();
     private readonly List<XenstoreConnection> _connections = new();
@@ -218,7 +221,8 @@ public sealed class XenstoreDaemon
     {
         ushort dom = c.Domain.Value;
         bool priv = dom == 0;
-        var args = Split(payload);
+        // A write's payload is a path and raw bytes, not a list of strings: it is not split.
+        IReadOnlyList<string> args = type == XsWire.XS_WRITE ? NoArgs : Split(payload);
         Transaction? tx = null;
         if (txId != 0 && !c.Transactions.TryGetValue(txId, out tx)) return -Errno.ENOENT;
         switch (type)
@@ -284,7 +288,7 @@ public sealed class XenstoreDaemon
                 c.Watches.Add(new XenstoreConnection.Watch(args[0], args[1], abs, relative));
                 c.Send(type, reqId, txId, Ok);
                 // XS05: a watch fires once at registration.
-                c.Send(XsWire.XS_WATCH_EVENT, 0, 0, Encoding.UTF8.GetBytes(args[0] + "\0" + args[1] + "\0"));
+                c.SendEvent(args[0], args[1]);
                 return 0;
             }
             case XsWire.XS_UNWATCH:
@@ -505,7 +509,7 @@ public sealed class XenstoreDaemon
         for (int k = segs.Length - 1; k >= 0; k--)
         {
             var parent = chain[k] ?? make!(k);
-            bool had = chain[k] is not null && parent.Children.ContainsKey(segs[k]);
+            bool had = chain[k + 1] is not null;   // the child as it was (Chain looked it up)
             var children = cur is null ? parent.Children.Remove(segs[k]) : parent.Children.SetItem(segs[k], cur);
             bool setChanged = had != (cur is not null);
             cur = new XsNode(parent.Value, parent.Perms, children, setChanged || chain[k] is null ? ++_generation : parent.Generation);
@@ -530,7 +534,21 @@ public sealed class XenstoreDaemon
         return n;
     }
 
-    private static string[] Segments(string abs) => abs == "/" ? [] : abs[1..].Split('/');
+    /// <summary>The names along a canonical absolute path ("/a/b" gives a, b; "/" none).</summary>
+    private static string[] Segments(string abs)
+    {
+        if (abs == "/") return [];
+        var segs = new string[abs.AsSpan().Count('/')];
+        int start = 1;
+        for (int k = 0; k < segs.Length; k++)
+        {
+            int end = abs.IndexOf('/', start);
+            if (end < 0) end = abs.Length;
+            segs[k] = abs[start..end];
+            start = end + 1;
+        }
+        return segs;
+    }
 
     private static byte[] DirectoryPart(XsNode n, int offset)
     {
@@ -564,8 +582,7 @@ public sealed class XenstoreDaemon
         {
             foreach (var c in _connections)
             {
-                var probe = new XsNode([], perms, XsNode.NoChildren, 0);
-                if (!probe.AccessOf(c.Domain.Value).CanRead) continue;
+                if (c.Watches.Count == 0 || !XsNode.AccessOf(perms, c.Domain.Value).CanRead) continue;
                 foreach (var w in c.Watches)
                 {
                     if (w.AbsolutePath.StartsWith('@')) continue;
@@ -581,15 +598,19 @@ public sealed class XenstoreDaemon
     {
         foreach (var c in _connections)
             foreach (var w in c.Watches)
-                if (w.AbsolutePath == special) c.Send(XsWire.XS_WATCH_EVENT, 0, 0, Encoding.UTF8.GetBytes(special + "\0" + w.Token + "\0"));
+                if (w.AbsolutePath == special) c.SendEvent(special, w.Token);
     }
 
     private static void Event(XenstoreConnection c, XenstoreConnection.Watch w, string absPath)
     {
         // A watch registered with a relative path reports relative paths.
-        string home = HomeOf(c.Domain.Value) + "/";
-        string shown = w.Relative && absPath.StartsWith(home, StringComparison.Ordinal) ? absPath[home.Length..] : absPath;
-        c.Send(XsWire.XS_WATCH_EVENT, 0, 0, Encoding.UTF8.GetBytes(shown + "\0" + w.Token + "\0"));
+        string shown = absPath;
+        if (w.Relative)
+        {
+            string home = HomeOf(c.Domain.Value) + "/";
+            if (absPath.StartsWith(home, StringComparison.Ordinal)) shown = absPath[home.Length..];
+        }
+        c.SendEvent(shown, w.Token);
     }
 
     private static bool IsAncestorOrSelf(string ancestor, string path) =>
@@ -612,8 +633,7 @@ public sealed class XenstoreDaemon
             abs = path;
             return special && path is "@introduceDomain" or "@releaseDomain";
         }
-        foreach (char ch in path)
-            if (!(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '/' or '_' or '@')) return false;
+        if (path.AsSpan().ContainsAnyExcept(PathChars)) return false;
         if (path[0] == '/')
         {
             if (path.Length > XsWire.XENSTORE_ABS_PATH_MAX) return false;

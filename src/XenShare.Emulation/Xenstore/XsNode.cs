@@ -49,12 +49,16 @@ internal sealed class XsNode
 
     /// <summary>What <paramref name="domain"/> may do here: dom0 and the owner everything, a listed domain
     /// its entry, anyone else the first entry's access (XS04).</summary>
-    public XsPerm AccessOf(ushort domain)
+    public XsPerm AccessOf(ushort domain) => AccessOf(Perms, domain);
+
+    /// <summary>What <paramref name="domain"/> may do on a node with <paramref name="perms"/> (see
+    /// <see cref="AccessOf(ushort)"/>).</summary>
+    public static XsPerm AccessOf(ImmutableArray<XsPerm> perms, ushort domain)
     {
-        if (domain == 0 || domain == Owner) return new XsPerm('b', domain);
-        for (int i = 1; i < Perms.Length; i++)
-            if (Perms[i].Domain == domain) return Perms[i];
-        return new XsPerm(Perms[0].Access, domain);
+        if (domain == 0 || domain == perms[0].Domain) return new XsPerm('b', domain);
+        for (int i = 1; i < perms.Length; i++)
+            if (perms[i].Domain == domain) return perms[i];
+        return new XsPerm(perms[0].Access, domain);
     }
 
     /// <summary>Nodes in this subtree (itself included), per owner.</summary>
