@@ -134,7 +134,9 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
         private Grant? Reachable(Grant picked, int dom, bool write)
         {
             if (!_current.TryGetValue((picked.Granter, picked.Ref), out var g)) return null;
-            if (g.GranterDead || g.Grantee != dom || (write && !g.Writable)) return null;
+            // GT11 as real Xen 4.17: a dead granter's grant stays reachable while something still pins its
+            // page (a mapping or an export); once nothing does, its RAM is gone and so is the grant.
+            if ((g.GranterDead && g.Uses == 0) || g.Grantee != dom || (write && !g.Writable)) return null;
             return g;
         }
 
