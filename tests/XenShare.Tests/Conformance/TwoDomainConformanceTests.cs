@@ -22,18 +22,9 @@ public sealed class TwoDomainConformanceTests(ITestOutputHelper output) : Emulat
     public async Task TwoDomainScenario_BothHalvesPass(string ids)
     {
         var s = TwoDomainScenarios.All.Single(x => x.Ids == ids);
-        await using var xs0 = XenstoreClient.OpenXenbus(P0);
-        await using var xsU = XenstoreClient.OpenXenbus(PU);
-        var dom0 = new TwoDomainContext(P0, Dom0.Id, DomU.Id, DomU.Id, xs0);
-        var domU = new TwoDomainContext(PU, DomU.Id, Dom0.Id, DomU.Id, xsU);
-        var halves = new[]
-        {
-            Task.Run(() => TwoDomainScenarios.RunDom0(s, dom0)),
-            Task.Run(() => TwoDomainScenarios.RunDomU(s, domU)),
-        };
-        var results = await Task.WhenAll(halves).WaitAsync(TimeSpan.FromMinutes(4));
-        Assert.True(results[0].Outcome == Outcome.Pass, $"{ids} dom0 half: {results[0].Message}");
-        Assert.True(results[1].Outcome == Outcome.Pass, $"{ids} domU half: {results[1].Message}");
+        var (dom0, domU) = await TwoDomainHalves.RunAsync(s, P0, Dom0, PU, DomU);
+        Assert.True(dom0.Outcome == Outcome.Pass, $"{ids} dom0 half: {dom0.Message}");
+        Assert.True(domU.Outcome == Outcome.Pass, $"{ids} domU half: {domU.Message}");
     }
 
     public static TheoryData<string> VictimCases()
