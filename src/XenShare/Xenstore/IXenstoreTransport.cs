@@ -10,6 +10,13 @@ internal interface IXenstoreTransport : IDisposable
     /// of the thread pool.</summary>
     bool ReceiveBlocks { get; }
 
+    /// <summary>True when XS_WATCH and XS_UNWATCH must be written with no other request of the connection
+    /// awaiting its reply: Linux's <c>/dev/xen/xenbus</c> handles them synchronously inside write(2) while
+    /// holding the file's message lock, which its reply thread needs for every other reply of the file, so
+    /// an earlier reply still in flight deadlocks the domain's whole xenbus (seen on Linux 6.1; see
+    /// docs/conformance.md).</summary>
+    bool WatchNeedsQuietConnection { get; }
+
     /// <summary>Sends one whole message (header and payload). Callers serialise sends, so two messages
     /// never interleave. Throws <see cref="IOException"/> when the transport fails.</summary>
     void Send(ReadOnlySpan<byte> message);

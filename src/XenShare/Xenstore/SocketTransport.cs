@@ -28,6 +28,8 @@ internal sealed class SocketTransport : IXenstoreTransport
 
     public bool ReceiveBlocks => false;
 
+    public bool WatchNeedsQuietConnection => false;
+
     public void Send(ReadOnlySpan<byte> message)
     {
         try

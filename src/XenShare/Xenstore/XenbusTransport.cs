@@ -30,6 +30,8 @@ internal sealed class XenbusTransport : IXenstoreTransport
 
     public bool ReceiveBlocks => true;
 
+    public bool WatchNeedsQuietConnection => true;
+
     private int Fd
     {
         get

@@ -36,6 +36,8 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Lock _sendLock = new();
     private readonly Dictionary<uint, PendingRequest> _pending = [];
+    private TaskCompletionSource _quiet = Completed();   // under _gate: completes when _sentAwaitingReply is 0
+    private int _sentAwaitingReply;                      // under _gate: sent, reply not read yet
     private readonly Dictionary<string, Channel<XenstoreWatchEvent>> _watches = new(StringComparer.Ordinal);
     private readonly Task _reader;
     private uint _lastReqId;
@@ -549,7 +551,13 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             try
             {
                 // One whole message per send, never interleaved with another thread's (XS01, XS07).
-                lock (_sendLock) _transport.Send(message.Finish(type, reqId, txId));
+                if ((type == XsWire.XS_WATCH || type == XsWire.XS_UNWATCH) && _transport.WatchNeedsQuietConnection)
+                    return SendWhenQuietAsync(message.Finish(type, reqId, txId).ToArray(), reqId, pending);   // see IXenstoreTransport
+                lock (_sendLock)
+                {
+                    _transport.Send(message.Finish(type, reqId, txId));
+                    CountSent(reqId, pending);
+                }
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
@@ -565,6 +573,70 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         {
             message.Release();
         }
+    }
+
+    private static TaskCompletionSource Completed()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        done.SetResult();
+        return done;
+    }
+
+    /// <summary>Counts a request just sent (under the send lock) while its reply is still to come (the reader
+    /// may have been quicker).</summary>
+    private void CountSent(uint reqId, PendingRequest pending)
+    {
+        lock (_gate)
+        {
+            if (!_pending.ContainsKey(reqId)) return;
+            pending.Sent = true;
+            if (_sentAwaitingReply++ == 0) _quiet = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    /// <summary>Under _gate: the reply of a counted request was read.</summary>
+    private void ReplyRead(PendingRequest request)
+    {
+        if (!request.Sent) return;
+        request.Sent = false;
+        if (--_sentAwaitingReply == 0) _quiet.TrySetResult();
+    }
+
+    /// <summary>Sends an XS_WATCH or XS_UNWATCH at a moment when every request sent before has its reply read
+    /// (checked under the send lock, so nothing else goes out in between), waiting for such a moment without
+    /// blocking a thread; the reader needs no lock of the sender to get there.</summary>
+    private async Task<Reply> SendWhenQuietAsync(byte[] bytes, uint reqId, PendingRequest pending)
+    {
+        try
+        {
+            while (true)
+            {
+                Task wait;
+                lock (_sendLock)
+                {
+                    lock (_gate)
+                    {
+                        ThrowIfUnusable();
+                        wait = _quiet.Task;
+                    }
+                    if (wait.IsCompleted)
+                    {
+                        _transport.Send(bytes);
+                        CountSent(reqId, pending);
+                        break;
+                    }
+                }
+                await wait.ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            lock (_gate) _pending.Remove(reqId);
+            if (e is IOException) Fail(e);
+            lock (_gate) ThrowIfUnusable();
+            throw;
+        }
+        return await pending.Completion.Task.ConfigureAwait(false);
     }
 
     private void ThrowIfUnusable()
@@ -648,6 +720,7 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             if (header.type != pending.Type && header.type != XsWire.XS_ERROR)
                 throw new IOException($"{XsMessage.NameOf(pending.Type)} answered with {XsMessage.NameOf(header.type)}");
             _pending.Remove(header.req_id);
+            ReplyRead(pending);
         }
         pending.Completion.TrySetResult(new Reply(header.type, payload.ToArray()));
     }
@@ -665,6 +738,8 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             watches = [.. _watches.Values];
             _pending.Clear();
             _watches.Clear();
+            _sentAwaitingReply = 0;
+            _quiet.TrySetResult();   // a waiting watch sees the failure
         }
         foreach (var request in pending) request.Completion.TrySetException(BrokenException());
         foreach (var watch in watches) watch.Writer.TryComplete(BrokenException());
@@ -686,6 +761,8 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             watches = [.. _watches.Values];
             _pending.Clear();
             _watches.Clear();
+            _sentAwaitingReply = 0;
+            _quiet.TrySetResult();   // a waiting watch sees the disposal
         }
         foreach (var request in pending) request.Completion.TrySetException(new ObjectDisposedException(nameof(XenstoreClient)));
         foreach (var watch in watches) watch.Writer.TryComplete(new ObjectDisposedException(nameof(XenstoreClient)));
@@ -707,5 +784,8 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         public uint Type { get; } = type;
 
         public TaskCompletionSource<Reply> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Sent and counted in <see cref="_sentAwaitingReply"/> (under the client's gate).</summary>
+        public bool Sent { get; set; }
     }
 }

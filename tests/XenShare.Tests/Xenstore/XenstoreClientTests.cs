@@ -127,14 +127,55 @@ public sealed class XenstoreClientTests
         rig.Daemon.StallReads["/slow"] = true;
         var pending = rig.Client.ReadAsync("/slow");
         var watch = rig.Client.WatchAsync("/w", "t").GetAsyncEnumerator();
-        Assert.True(await watch.MoveNextAsync().AsTask().WaitAsync(Patience));
+        // Over the socket the watch registers at once; over xenbus it waits for the stalled read's reply
+        // (Linux's xenbus device deadlocks otherwise: XS07_Xenbus_WatchWaitsForRepliesInFlight).
+        var registered = watch.MoveNextAsync().AsTask();
+        if (transport == "socket") Assert.True(await registered.WaitAsync(Patience));
         var stalled = await rig.Daemon.NextStalledAsync();
         stalled.Connection.SendRaw([.. Header(XsWire.XS_READ, stalled.ReqId + 1000, 0, 3), .. "OK\0"u8.ToArray()]);
         await Assert.ThrowsAsync<IOException>(() => pending.WaitAsync(Patience));
         // The watch learns about the broken connection too, and disposing it does not throw.
-        await Assert.ThrowsAsync<IOException>(() => watch.MoveNextAsync().AsTask().WaitAsync(Patience));
+        await Assert.ThrowsAsync<IOException>(() => (transport == "socket" ? watch.MoveNextAsync().AsTask() : registered).WaitAsync(Patience));
         await watch.DisposeAsync();
         await rig.Client.ReaderCompletion.WaitAsync(Patience);
+    }
+
+    /// <summary>Linux 6.1's <c>/dev/xen/xenbus</c> handles XS_WATCH and XS_UNWATCH inside write(2) while holding
+    /// the file's message lock, which its reply thread takes for every other reply of the file: a watch written
+    /// while an earlier reply is in flight deadlocks the domain's xenbus (seen in the real-Xen stage). Over the
+    /// xenbus transport the client writes them only when every earlier request has its reply; other requests
+    /// never wait for that, and the socket transport is unaffected.</summary>
+    [Fact]
+    public async Task XS07_Xenbus_WatchWaitsForRepliesInFlight_UnwatchToo_OtherRequestsDoNot()
+    {
+        await using var rig = new Rig("xenbus");
+        await rig.Client.WriteAsync("/slow", "s");
+        await rig.Client.WriteAsync("/slow2", "s");
+        rig.Daemon.StallReads["/slow"] = true;
+        var slow = rig.Client.ReadAsync("/slow");
+        var stalled = await rig.Daemon.NextStalledAsync();
+        var watch = rig.Client.WatchAsync("/w", "t").GetAsyncEnumerator();
+        var registered = watch.MoveNextAsync().AsTask();
+        // Other requests still go out and complete while the watch waits.
+        await rig.Client.WriteAsync("/other", "1").WaitAsync(Patience);
+        Assert.Empty(rig.RequestsOf(XsWire.XS_WATCH));
+        Assert.False(registered.IsCompleted);
+        rig.Daemon.ReleaseStalled();
+        await slow.WaitAsync(Patience);
+        Assert.True(await registered.WaitAsync(Patience));
+        var order = rig.Daemon.Requests.Select(r => r.Type).ToArray();
+        Assert.True(Array.IndexOf(order, XsWire.XS_WATCH) > Array.IndexOf(order, XsWire.XS_READ), "the watch went out after the read's reply");
+        // The unwatch at dispose waits in the same way and completes.
+        rig.Daemon.StallReads["/slow2"] = true;
+        var slow2 = rig.Client.ReadAsync("/slow2");
+        await rig.Daemon.NextStalledAsync();
+        var disposed = watch.DisposeAsync().AsTask();
+        Assert.Empty(rig.RequestsOf(XsWire.XS_UNWATCH));
+        rig.Daemon.ReleaseStalled();
+        await slow2.WaitAsync(Patience);
+        await disposed.WaitAsync(Patience);
+        Assert.Single(rig.RequestsOf(XsWire.XS_UNWATCH));
+        _ = stalled;
     }
 
     [Theory]
