@@ -344,7 +344,7 @@ public sealed class XenHost : IDisposable
         int i = 0;
         while (i < ops.Length)
         {
-            if (!BatchableCopy(ops[i]) || !TryGetGranter(CopySourceDomain(caller, ops[i]), out var granter))
+            if (!BatchableCopy(ops[i]) || !TryGetDomain(CopySourceDomain(caller, ops[i]), out var granter))
             {
                 ops[i].Status = CopyOne(caller, ref ops[i]);
                 i++;
@@ -441,6 +441,15 @@ public sealed class XenHost : IDisposable
         if (!TryGetGranter(id, out var granter)) return GntSt.bad_domain;
         if (ptr.RefOrGfn > uint.MaxValue) return GntSt.bad_gntref;
         short st = granter.GrantTable.Pin(new GrantRef((uint)ptr.RefOrGfn), caller.Id, write, granter.P2M, out mfn);
+        if (st == GntSt.okay && granter.IsDying)
+        {
+            // GT11 as real Xen 4.17 answers a copy with a dying domain's grant: the frame lookup comes first
+            // (an unpinned entry fails there: bad_page), then the domain is refused (bad_domain), even for a
+            // page that another mapping still holds and a new map would reach.
+            UnpinAndNotify(granter, new GrantRef((uint)ptr.RefOrGfn), write);
+            mfn = default;
+            return GntSt.bad_domain;
+        }
         if (st == GntSt.okay) dom = granter;
         return st;
     }

@@ -131,12 +131,13 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
         }
 
         /// <summary>The model: may <paramref name="dom"/> reach the grant currently at (granter, ref)?</summary>
-        private Grant? Reachable(Grant picked, int dom, bool write)
+        private Grant? Reachable(Grant picked, int dom, bool write, bool copy = false)
         {
             if (!_current.TryGetValue((picked.Granter, picked.Ref), out var g)) return null;
             // GT11 as real Xen 4.17: a dead granter's grant stays reachable while something still pins its
             // page (a mapping or an export); once nothing does, its RAM is gone and so is the grant.
-            if ((g.GranterDead && g.Uses == 0) || g.Grantee != dom || (write && !g.Writable)) return null;
+            // A copy with a dying granter's grant always fails (bad_page, or bad_domain for a held page).
+            if ((g.GranterDead && (g.Uses == 0 || copy)) || g.Grantee != dom || (write && !g.Writable)) return null;
             return g;
         }
 
@@ -223,7 +224,7 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
                     if (_dead[dom]) return;
                     var picked = _grants[op.B % _grants.Count];
                     bool toGrant = op.Kind == 3;
-                    var expect = Reachable(picked, dom, toGrant);
+                    var expect = Reachable(picked, dom, toGrant, copy: true);
                     long local = Anon(proc);
                     byte token = _token++;
                     if (toGrant) *(byte*)local = token; else *(byte*)local = 0;
