@@ -25,10 +25,17 @@ public sealed record AbiIoctl(string Name, string Header, uint Value);
 /// <param name="Value">The value.</param>
 public sealed record AbiConstant(string Name, string Header, long Value);
 
+/// <summary>A string constant of a header (a xenstore field name, a protocol version), as defined by the C# mirror.</summary>
+/// <param name="Name">The C macro name, e.g. <c>XENDISPL_FIELD_REQ_RING_REF</c>.</param>
+/// <param name="Header">The header that defines it.</param>
+/// <param name="Value">The string.</param>
+public sealed record AbiStringConstant(string Name, string Header, string Value);
+
 /// <summary>A top-level field of an ABI struct.</summary>
 /// <param name="Name">The C field name (the C# <c>@</c> of <c>@ref</c> stripped).</param>
 /// <param name="Offset">Byte offset from the start of the struct.</param>
-/// <param name="Size">Size of the field in bytes (one element for the trailing one-element arrays).</param>
+/// <param name="Size">Size of the field in bytes (one element for the trailing one-element arrays; the whole
+/// array for a fixed buffer such as <c>reserved[5]</c>).</param>
 public sealed record AbiField(string Name, int Offset, int Size);
 
 /// <summary>A struct (or union) of a UAPI header, as laid out by the C# mirror.</summary>
@@ -44,14 +51,15 @@ public sealed record AbiField(string Name, int Offset, int Size);
 /// </param>
 public sealed record AbiStruct(string Name, string Header, int Size, IReadOnlyList<AbiField> Fields, string? AnonymousPath)
 {
-    /// <summary>True when the type is a C union (all fields at offset 0 and more than one field).</summary>
+    /// <summary>True when the type is a C union (all fields at offset 0 and more than one field); a named one
+    /// is reached in C as <c>union name</c>.</summary>
     public bool IsUnion => Fields.Count > 1 && Fields.All(f => f.Offset == 0);
 }
 
 /// <summary>
 /// Everything the C# ABI mirror (<see cref="GntDevIoctl"/>, <see cref="GntAllocIoctl"/>,
 /// <see cref="EvtChnIoctl"/>, <see cref="DmaBufIoctl"/> and the structs beside them) says about the
-/// Linux UAPI headers, in a stable order: headers in the order gntdev, gntalloc, evtchn, dma-buf, dma-heap, xs_wire, xenbus;
+/// Linux UAPI headers, in a stable order: headers in the order gntdev, gntalloc, evtchn, dma-buf, dma-heap, xs_wire, xenbus, displif;
 /// ioctls by command number then name; structs in header order; fields by offset; constants by name.
 /// </summary>
 public static class AbiCatalog
@@ -74,9 +82,12 @@ public static class AbiCatalog
     /// <summary>Header of <see cref="XenbusIo"/> (the xenbus device states; Debian package libxen-dev).</summary>
     public const string XenbusHeader = "xen/io/xenbus.h";
 
+    /// <summary>Header of <see cref="Displif"/> (the PV display protocol and its ring types; Debian package libxen-dev).</summary>
+    public const string DisplifHeader = "xen/io/displif.h";
+
     /// <summary>The headers covered, in catalog order.</summary>
     public static IReadOnlyList<string> Headers { get; } =
-        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader, XsWireHeader, XenbusHeader]);
+        new ReadOnlyCollection<string>([GntDevHeader, GntAllocHeader, EvtChnHeader, DmaBufHeader, DmaHeapHeader, XsWireHeader, XenbusHeader, DisplifHeader]);
 
     /// <summary>Every ioctl number (the static readonly <see cref="uint"/> fields of the four ioctl classes).</summary>
     public static IReadOnlyList<AbiIoctl> Ioctls { get; }
@@ -84,26 +95,32 @@ public static class AbiCatalog
     /// <summary>Every integer constant (the integral <c>const</c> fields of the four ioctl classes).</summary>
     public static IReadOnlyList<AbiConstant> Constants { get; }
 
+    /// <summary>Every string constant (the <c>const string</c> fields of the classes), by header then name.</summary>
+    public static IReadOnlyList<AbiStringConstant> StringConstants { get; }
+
     /// <summary>Every ABI struct with its size and top-level field offsets.</summary>
     public static IReadOnlyList<AbiStruct> Structs { get; }
 
     /// <summary>The classes whose fields are the ioctl numbers and constants, one per header.</summary>
     public static IReadOnlyList<Type> IoctlClasses { get; } =
-        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl), typeof(XsWire), typeof(XenbusIo)]);
+        new ReadOnlyCollection<Type>([typeof(GntDevIoctl), typeof(GntAllocIoctl), typeof(EvtChnIoctl), typeof(DmaBufIoctl), typeof(DmaHeapIoctl), typeof(XsWire), typeof(XenbusIo), typeof(Displif)]);
 
     static AbiCatalog()
     {
         var ioctls = new List<AbiIoctl>();
         var constants = new List<AbiConstant>();
-        AddFields(typeof(GntDevIoctl), GntDevHeader, ioctls, constants);
-        AddFields(typeof(GntAllocIoctl), GntAllocHeader, ioctls, constants);
-        AddFields(typeof(EvtChnIoctl), EvtChnHeader, ioctls, constants);
-        AddFields(typeof(DmaBufIoctl), DmaBufHeader, ioctls, constants);
-        AddFields(typeof(DmaHeapIoctl), DmaHeapHeader, ioctls, constants);
-        AddFields(typeof(XsWire), XsWireHeader, ioctls, constants);
-        AddFields(typeof(XenbusIo), XenbusHeader, ioctls, constants);
+        var strings = new List<AbiStringConstant>();
+        AddFields(typeof(GntDevIoctl), GntDevHeader, ioctls, constants, strings);
+        AddFields(typeof(GntAllocIoctl), GntAllocHeader, ioctls, constants, strings);
+        AddFields(typeof(EvtChnIoctl), EvtChnHeader, ioctls, constants, strings);
+        AddFields(typeof(DmaBufIoctl), DmaBufHeader, ioctls, constants, strings);
+        AddFields(typeof(DmaHeapIoctl), DmaHeapHeader, ioctls, constants, strings);
+        AddFields(typeof(XsWire), XsWireHeader, ioctls, constants, strings);
+        AddFields(typeof(XenbusIo), XenbusHeader, ioctls, constants, strings);
+        AddFields(typeof(Displif), DisplifHeader, ioctls, constants, strings);
         Ioctls = ioctls.AsReadOnly();
         Constants = constants.AsReadOnly();
+        StringConstants = strings.AsReadOnly();
 
         // Nested types come before the structs that contain them (field sizes are looked up here).
         var structs = new List<AbiStruct>();
@@ -135,6 +152,25 @@ public static class AbiCatalog
         Add<dma_buf_import_sync_file>(structs, DmaBufHeader);
         Add<dma_heap_allocation_data>(structs, DmaHeapHeader);
         Add<xsd_sockmsg>(structs, XsWireHeader);
+        Add<xendispl_dbuf_create_req>(structs, DisplifHeader);
+        Add<xendispl_page_directory>(structs, DisplifHeader);
+        Add<xendispl_dbuf_destroy_req>(structs, DisplifHeader);
+        Add<xendispl_fb_attach_req>(structs, DisplifHeader);
+        Add<xendispl_fb_detach_req>(structs, DisplifHeader);
+        Add<xendispl_set_config_req>(structs, DisplifHeader);
+        Add<xendispl_page_flip_req>(structs, DisplifHeader);
+        Add<xendispl_get_edid_req>(structs, DisplifHeader);
+        Add<xendispl_get_edid_resp>(structs, DisplifHeader);
+        Add<xendispl_pg_flip_evt>(structs, DisplifHeader);
+        Add<xendispl_req_op>(structs, DisplifHeader, "xendispl_req.op");
+        Add<xendispl_req>(structs, DisplifHeader);
+        Add<xendispl_resp_op>(structs, DisplifHeader, "xendispl_resp.op");
+        Add<xendispl_resp>(structs, DisplifHeader);
+        Add<xendispl_evt_op>(structs, DisplifHeader, "xendispl_evt.op");
+        Add<xendispl_evt>(structs, DisplifHeader);
+        Add<xen_displif_sring_entry>(structs, DisplifHeader);
+        Add<xen_displif_sring>(structs, DisplifHeader);
+        Add<xendispl_event_page>(structs, DisplifHeader);
         Structs = structs.AsReadOnly();
     }
 
@@ -145,6 +181,10 @@ public static class AbiCatalog
     /// <summary>The ioctl with the given C name, or null.</summary>
     /// <param name="name">C macro name.</param>
     public static AbiIoctl? FindIoctl(string name) => Ioctls.FirstOrDefault(i => i.Name == name);
+
+    /// <summary>The string constant with the given C name, or null.</summary>
+    /// <param name="name">C macro name.</param>
+    public static AbiStringConstant? FindStringConstant(string name) => StringConstants.FirstOrDefault(c => c.Name == name);
 
     /// <summary>The constant with the given C name, or null.</summary>
     /// <param name="name">C macro name.</param>
@@ -160,8 +200,9 @@ public static class AbiCatalog
 
     private static void AddFields(
         [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicFields)] Type type,
-        string header, List<AbiIoctl> ioctls, List<AbiConstant> constants)
+        string header, List<AbiIoctl> ioctls, List<AbiConstant> constants, List<AbiStringConstant> strings)
     {
+        var newStrings = new List<AbiStringConstant>();
         var newIoctls = new List<AbiIoctl>();
         var newConstants = new List<AbiConstant>();
         foreach (FieldInfo field in type.GetFields(BindingFlags.Public | BindingFlags.Static))
@@ -174,10 +215,15 @@ public static class AbiCatalog
             {
                 newConstants.Add(new AbiConstant(field.Name, header, value));
             }
+            else if (field.IsLiteral && field.GetRawConstantValue() is string text)
+            {
+                newStrings.Add(new AbiStringConstant(field.Name, header, text));
+            }
         }
 
         ioctls.AddRange(newIoctls.OrderBy(i => Ioc.NrOf(i.Value)).ThenBy(i => i.Name, StringComparer.Ordinal));
         constants.AddRange(newConstants.OrderBy(c => c.Name, StringComparer.Ordinal));
+        strings.AddRange(newStrings.OrderBy(c => c.Name, StringComparer.Ordinal));
     }
 
     private static long? ToInt64(object? value) => value switch
@@ -202,7 +248,11 @@ public static class AbiCatalog
         foreach (FieldInfo field in typeof(T).GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance))
         {
             int offset = (int)Marshal.OffsetOf<T>(field.Name);
-            fields.Add(new AbiField(CFieldName(field.Name), offset, FieldSize(field.FieldType, structs)));
+            // A fixed buffer (reserved[5]) is a compiler-made struct; its attribute gives element type and length.
+            int size = field.GetCustomAttribute<FixedBufferAttribute>() is { } buffer
+                ? buffer.Length * FieldSize(buffer.ElementType, structs)
+                : FieldSize(field.FieldType, structs);
+            fields.Add(new AbiField(CFieldName(field.Name), offset, size));
         }
 
         // OrderBy is stable: union members keep their declaration order.

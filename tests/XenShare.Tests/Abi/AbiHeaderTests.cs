@@ -5,6 +5,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Text;
 using XenShare.Abi;
+using XenShare.Rings;
 
 namespace XenShare.Tests.Abi;
 
@@ -46,7 +47,7 @@ public sealed class AbiHeaderTests
             ProcessResult run = await RunAsync(exe, [], "the compiled ABI probe could not be started");
             Assert.True(run.ExitCode == 0, "ABI probe exited with " + run.ExitCode + ":\n" + run.StdErr);
 
-            Dictionary<string, long> actual = ParseProbeOutput(run.StdOut);
+            Dictionary<string, long> actual = ParseProbeOutput(run.StdOut, out Dictionary<string, string> actualStrings);
 
             var mismatches = new List<string>();
             foreach ((string key, long value) in expected)
@@ -64,6 +65,19 @@ public sealed class AbiHeaderTests
             foreach (string key in actual.Keys.Where(k => !expected.ContainsKey(k)))
             {
                 mismatches.Add($"{key}: printed by C but not expected by the catalog");
+            }
+
+            foreach (AbiStringConstant constant in AbiCatalog.StringConstants)
+            {
+                string key = "str " + constant.Name;
+                if (!actualStrings.TryGetValue(key, out string? cValue))
+                {
+                    mismatches.Add($"{key}: C# \"{constant.Value}\", C printed nothing");
+                }
+                else if (cValue != constant.Value)
+                {
+                    mismatches.Add($"{key}: C# \"{constant.Value}\", C \"{cValue}\"");
+                }
             }
 
             Assert.True(mismatches.Count == 0,
@@ -106,7 +120,7 @@ public sealed class AbiHeaderTests
         }
 
         Assert.True(missing.Count == 0, "ioctl numbers missing from AbiCatalog: " + string.Join(", ", missing));
-        Assert.Equal(7, AbiCatalog.IoctlClasses.Count);
+        Assert.Equal(8, AbiCatalog.IoctlClasses.Count);
     }
 
     [Fact]
@@ -181,6 +195,15 @@ public sealed class AbiHeaderTests
     [InlineData("DMA_BUF_SYNC_RW", 3)]
     [InlineData("DMA_BUF_SYNC_START", 0)]
     [InlineData("DMA_BUF_SYNC_END", 4)]
+    [InlineData("XENDISPL_PROTOCOL_VERSION_INT", 2)]
+    [InlineData("XENDISPL_OP_DBUF_CREATE", 0x10)]
+    [InlineData("XENDISPL_OP_GET_EDID", 0x16)]
+    [InlineData("XENDISPL_EVT_PG_FLIP", 0)]
+    [InlineData("XENDISPL_DBUF_FLG_REQ_ALLOC", 1)]
+    [InlineData("XENDISPL_IN_RING_OFFS", 64)]
+    [InlineData("XENDISPL_IN_RING_SIZE", 4032)]
+    [InlineData("XENDISPL_IN_RING_LEN", 63)]
+    [InlineData("XENDISPL_EDID_MAX_SIZE", 32768)]
     public void Constants_match_the_spec(string name, long expected)
     {
         AbiConstant? constant = AbiCatalog.FindConstant(name);
@@ -193,6 +216,13 @@ public sealed class AbiHeaderTests
     [InlineData("ioctl_gntalloc_alloc_gref", 24, "domid", 0, "flags", 2, "count", 4, "index", 8, "gref_ids", 16)]
     [InlineData("ioctl_gntdev_dmabuf_exp_from_refs", 20, "flags", 0, "count", 4, "fd", 8, "domid", 12, "refs", 16)]
     [InlineData("gntdev_grant_copy_segment", 24, "source", 0, "dest", 8, "len", 16, "flags", 18, "status", 20)]
+    [InlineData("xendispl_req", 64, "id", 0, "operation", 2, "reserved", 3, "op", 8)]
+    [InlineData("xendispl_resp", 64, "id", 0, "operation", 2, "reserved", 3, "status", 4, "op", 8)]
+    [InlineData("xendispl_evt", 64, "id", 0, "type", 2, "reserved", 3, "op", 8)]
+    [InlineData("xendispl_dbuf_create_req", 40, "dbuf_cookie", 0, "width", 8, "height", 12, "bpp", 16, "buffer_sz", 20, "flags", 24, "gref_directory", 28, "data_ofs", 32)]
+    [InlineData("xendispl_page_directory", 8, "gref_dir_next_page", 0, "gref", 4)]
+    [InlineData("xen_displif_sring", 128, "req_prod", 0, "req_event", 4, "rsp_prod", 8, "rsp_event", 12, "pvt", 16, "__pad", 20, "ring", 64)]
+    [InlineData("xendispl_event_page", 64, "in_cons", 0, "in_prod", 4, "reserved", 8)]
     public void Struct_layouts_match_the_spec(string name, int size, params object[] fieldsAndOffsets)
     {
         AbiStruct? s = AbiCatalog.FindStruct(name);
@@ -205,6 +235,36 @@ public sealed class AbiHeaderTests
         }
 
         Assert.Equal(expected, s.Fields.Select(f => (f.Name, f.Offset)));
+    }
+
+    [Theory]
+    [InlineData("XENDISPL_PROTOCOL_VERSION", "2")]
+    [InlineData("XENDISPL_FIELD_BE_VERSIONS", "versions")]
+    [InlineData("XENDISPL_FIELD_FE_VERSION", "version")]
+    [InlineData("XENDISPL_FIELD_REQ_RING_REF", "req-ring-ref")]
+    [InlineData("XENDISPL_FIELD_REQ_CHANNEL", "req-event-channel")]
+    [InlineData("XENDISPL_FIELD_EVT_RING_REF", "evt-ring-ref")]
+    [InlineData("XENDISPL_FIELD_EVT_CHANNEL", "evt-event-channel")]
+    [InlineData("XENDISPL_FIELD_RESOLUTION", "resolution")]
+    [InlineData("XENDISPL_FIELD_BE_ALLOC", "be-alloc")]
+    [InlineData("XENDISPL_FIELD_UNIQUE_ID", "unique-id")]
+    public void Displif_string_constants_match_the_spec(string name, string expected)
+    {
+        AbiStringConstant? constant = AbiCatalog.FindStringConstant(name);
+        Assert.NotNull(constant);
+        Assert.Equal(expected, constant.Value);
+        Assert.Equal(AbiCatalog.DisplifHeader, constant.Header);
+    }
+
+    [Fact]
+    public void Displif_unions_are_unions_and_the_ring_entry_is_64_bytes()
+    {
+        Assert.True(AbiCatalog.FindStruct("xendispl_req_op")!.IsUnion);
+        Assert.Equal(56, AbiCatalog.FindStruct("xendispl_req_op")!.Size);
+        Assert.True(AbiCatalog.FindStruct("xen_displif_sring_entry")!.IsUnion);
+        Assert.Equal(64, AbiCatalog.FindStruct("xen_displif_sring_entry")!.Size);
+        Assert.Equal(32, SharedRingLayout.EntryCount(4096, 64));
+        Assert.Equal(63, Displif.XENDISPL_IN_RING_LEN);
     }
 
     [Theory]
@@ -268,6 +328,11 @@ public sealed class AbiHeaderTests
             values.Add("const " + c.Name, c.Value);
         }
 
+        foreach ((string key, _, long value) in RingFacts())
+        {
+            values.Add(key, value);
+        }
+
         return values;
     }
 
@@ -289,6 +354,18 @@ public sealed class AbiHeaderTests
         c.AppendLine("#include <stddef.h>");
         c.AppendLine("#include <stdio.h>");
         c.AppendLine();
+
+        // Rings of other entry sizes, to check SharedRingLayout.EntryCount against __CONST_RING_SIZE (RG01).
+        foreach ((int request, int response) in ProbeRingEntrySizes)
+        {
+            c.AppendLine(CultureInfo.InvariantCulture, $"struct probe_req_{request} {{ unsigned char b[{request}]; }};");
+            if (response != request)
+                c.AppendLine(CultureInfo.InvariantCulture, $"struct probe_rsp_{response} {{ unsigned char b[{response}]; }};");
+            string rsp = response != request ? $"probe_rsp_{response}" : $"probe_req_{request}";
+            c.AppendLine(CultureInfo.InvariantCulture, $"DEFINE_RING_TYPES(probe_{request}_{response}, struct probe_req_{request}, struct {rsp});");
+        }
+
+        c.AppendLine();
         c.AppendLine("int main(void)");
         c.AppendLine("{");
 
@@ -305,7 +382,7 @@ public sealed class AbiHeaderTests
             string prefix;
             if (s.AnonymousPath is null)
             {
-                container = "struct " + s.Name;
+                container = (s.IsUnion ? "union " : "struct ") + s.Name;
                 prefix = "";
             }
             else
@@ -334,9 +411,61 @@ public sealed class AbiHeaderTests
             Print(c, "const " + constant.Name, "long long", constant.Name);
         }
 
+        foreach (AbiStringConstant constant in AbiCatalog.StringConstants)
+        {
+            c.AppendLine(CultureInfo.InvariantCulture, $"    printf(\"str {constant.Name}=%s\\n\", {constant.Name});");
+        }
+
+        foreach ((string key, string expression, _) in RingFacts())
+        {
+            Print(c, key, "unsigned long long", expression);
+        }
+
         c.AppendLine("    return 0;");
         c.AppendLine("}");
         return c.ToString();
+    }
+
+    /// <summary>Request and response sizes of the extra rings the probe defines (distinct request sizes).</summary>
+    private static readonly (int Request, int Response)[] ProbeRingEntrySizes = [(8, 8), (24, 16), (40, 112), (64, 64), (120, 120), (1000, 200), (4032, 8)];
+
+    /// <summary>Ring sizes in bytes the facts are checked at: one page, several pages, and a half page.</summary>
+    private static readonly int[] ProbeRingBytes = [4096, 8192, 3 * 4096, 16384, 2048];
+
+    /// <summary>
+    /// ring.h's layout facts (RG01) against XenShare.Rings: the header size (offsetof(sring, ring)), the
+    /// union's size, and <c>__CONST_RING_SIZE</c> for displif's ring and for rings of other entry sizes
+    /// over one and several pages. Key, C expression, C# value.
+    /// </summary>
+    internal static IEnumerable<(string Key, string Expression, long Value)> RingFacts()
+    {
+        int displifEntry = Math.Max(Unsafe.SizeOf<xendispl_req>(), Unsafe.SizeOf<xendispl_resp>());
+        yield return ("ring xen_displif header", "offsetof(struct xen_displif_sring, ring)", SharedRingLayout.HeaderSize);
+        yield return ("ring xen_displif entry", "sizeof(union xen_displif_sring_entry)", displifEntry);
+        yield return ("ring xen_displif req_prod", "offsetof(struct xen_displif_sring, req_prod)", SharedRingLayout.RequestProducerOffset);
+        yield return ("ring xen_displif req_event", "offsetof(struct xen_displif_sring, req_event)", SharedRingLayout.RequestEventOffset);
+        yield return ("ring xen_displif rsp_prod", "offsetof(struct xen_displif_sring, rsp_prod)", SharedRingLayout.ResponseProducerOffset);
+        yield return ("ring xen_displif rsp_event", "offsetof(struct xen_displif_sring, rsp_event)", SharedRingLayout.ResponseEventOffset);
+        foreach (int bytes in ProbeRingBytes)
+        {
+            yield return (string.Create(CultureInfo.InvariantCulture, $"ring xen_displif entries {bytes}"),
+                string.Create(CultureInfo.InvariantCulture, $"__CONST_RING_SIZE(xen_displif, {bytes})"),
+                SharedRingLayout.EntryCount(bytes, displifEntry));
+        }
+
+        foreach ((int request, int response) in ProbeRingEntrySizes)
+        {
+            string name = string.Create(CultureInfo.InvariantCulture, $"probe_{request}_{response}");
+            int entry = Math.Max(request, response);
+            yield return ("ring " + name + " entry", $"sizeof(union {name}_sring_entry)", entry);
+            yield return ("ring " + name + " header", $"offsetof(struct {name}_sring, ring)", SharedRingLayout.HeaderSize);
+            foreach (int bytes in ProbeRingBytes)
+            {
+                yield return (string.Create(CultureInfo.InvariantCulture, $"ring {name} entries {bytes}"),
+                    string.Create(CultureInfo.InvariantCulture, $"__CONST_RING_SIZE({name}, {bytes})"),
+                    SharedRingLayout.EntryCount(bytes, entry));
+            }
+        }
     }
 
     private static void Print(StringBuilder c, string key, string cType, string expression)
@@ -345,11 +474,19 @@ public sealed class AbiHeaderTests
         c.AppendLine(CultureInfo.InvariantCulture, $"    printf(\"{key} {format}\\n\", ({cType})({expression}));");
     }
 
-    private static Dictionary<string, long> ParseProbeOutput(string output)
+    private static Dictionary<string, long> ParseProbeOutput(string output, out Dictionary<string, string> strings)
     {
         var values = new Dictionary<string, long>(StringComparer.Ordinal);
+        strings = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            if (line.StartsWith("str ", StringComparison.Ordinal))
+            {
+                int equals = line.IndexOf('=', StringComparison.Ordinal);
+                strings[line[..equals]] = line[(equals + 1)..];
+                continue;
+            }
+
             int space = line.LastIndexOf(' ');
             string key = line[..space];
             string number = line[(space + 1)..];
