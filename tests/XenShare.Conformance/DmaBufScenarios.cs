@@ -259,7 +259,10 @@ internal static class DmaBufScenarios
         using var dev = GrantDevice.Open(p);
         using var buf = dev.ExportDmaBuf(c.Peer, [new GrantRef(g.Refs[0])]);
         using var cts = new CancellationTokenSource();
-        var t = buf.WaitForReleaseAsync(TimeSpan.FromMilliseconds(300), cts.Token);
+        // A long timeout: the wait must end by the cancellation, not by running out (under QEMU TCG the
+        // next line alone once took longer than a 300 ms timeout). The blocked ioctl (native) returns when
+        // the buffer is released at the end of the scenario.
+        var t = buf.WaitForReleaseAsync(TimeSpan.FromSeconds(120), cts.Token);
         cts.Cancel();
         try
         {

@@ -43,6 +43,9 @@ mkdir -p "$C" "$ART"
 t0=$(date +%s)
 
 say() { echo "realxen: $*"; }
+# The PV display part (Linux's xen-drm-front in a third domU served by `xenshare display-backend` in dom0):
+# XENSHARE_REALXEN_DISPLAY=1 turns it on (off by default until the tool's display-backend command lands).
+DISPLAY_STAGE=${XENSHARE_REALXEN_DISPLAY:-0}
 die() { echo "realxen: FAILED: $*"; exit 2; }
 step() { say "[$(( $(date +%s) - t0 ))s] $*"; }
 
@@ -125,6 +128,13 @@ for p in xen-utils-4.17 xen-utils-common xenstore-utils libxenstore4 libxentoolc
     TOOL_DEBS+=("$(fetch arm64 "$p" "$XENV")")
 done
 for p in libyajl2 libuuid1 libfdt1 zlib1g; do TOOL_DEBS+=("$(fetch arm64 "$p")"); done
+# The PV display part: Debian's unmodified DRM client (modetest, libdrm-tests) and libdrm for the display
+# domU; modetest needs only libdrm.so.2, libc and the loader (libdrm-tests also depends on libdrm-amdgpu1
+# and others that modetest does not load).
+if [ "$DISPLAY_STAGE" = 1 ]; then
+    DRMT_DEB=$(fetch arm64 libdrm-tests)
+    DRM2_DEB=$(fetch arm64 libdrm2)
+fi
 
 # ------------------------------------------------------------------ 4. kernel pieces + module (cached per ABI)
 K="$C/kernel-$KPKGVER"
@@ -162,12 +172,65 @@ if [ ! -f "$MB/xen-gntdev.ko" ]; then
 fi
 strings "$MB/xen-gntdev.ko" | grep -E '^vermagic=' | sed 's/^/realxen: module /'
 
+# Linux's PV display frontend (drivers/gpu/drm/xen: drm_xen_front.ko; Debian leaves CONFIG_DRM_XEN_FRONTEND
+# unset) built out of tree from the same linux-source, and the Debian modules it needs, in load order.
+if [ "$DISPLAY_STAGE" = 1 ]; then
+    if [ ! -f "$K/.drmsrc" ]; then
+        step "extracting drivers/gpu/drm/xen from linux-source"
+        dpkg-deb --fsys-tarfile "$KSRC_DEB" | tar -x -O "./usr/src/linux-source-$KSERIES.tar.xz" |
+            tar -C "$K/src" -xJ --wildcards "linux-source-$KSERIES/drivers/gpu/drm/xen/*" ||
+            die "extracting the drm/xen sources failed"
+        touch "$K/.drmsrc"
+    fi
+    DF="$K/drmfront-1"
+    if [ ! -f "$DF/drm_xen_front.ko" ] || [ ! -f "$DF/load-order.txt" ]; then
+        step "building drm_xen_front.ko (Linux's PV display frontend) in $DF"
+        rm -rf "$DF"; mkdir -p "$DF"
+        cp "$KSRCDIR"/drivers/gpu/drm/xen/*.[ch] "$DF"/
+        cat > "$DF/Kbuild" <<'KB'
+obj-m := drm_xen_front.o
+drm_xen_front-y := xen_drm_front.o xen_drm_front_kms.o xen_drm_front_conn.o \
+                   xen_drm_front_evtchnl.o xen_drm_front_cfg.o xen_drm_front_gem.o
+ccflags-y := -DCONFIG_DRM_XEN=1 -DCONFIG_DRM_XEN_FRONTEND_MODULE=1
+KB
+        make -s -C "$K/hdr/usr/src/linux-headers-$KVER-arm64" M="$DF" ARCH=arm64 \
+            CROSS_COMPILE=aarch64-linux-gnu- -j"$(nproc)" modules > "$DF/build.log" 2>&1 ||
+            { tail -n 40 "$DF/build.log"; die "building drm_xen_front.ko failed (log: $DF/build.log)"; }
+        aarch64-linux-gnu-strip --strip-debug "$DF/drm_xen_front.ko"
+        # Dependencies first, from each module's depends= (recursively), found in the kernel image.
+        MODROOT="$K/image/lib/modules/$KVER-arm64/kernel"
+        order=(); seen=" "
+        visit() { # visit FILE
+            local d p
+            for d in $(strings "$1" | sed -n 's/^depends=//p' | tr ',' ' '); do
+                [[ "$seen" == *" $d "* ]] && continue; seen+="$d "
+                p=$(find "$MODROOT" \( -name "${d//_/[-_]}.ko" -o -name "${d//_/[-_]}.ko.xz" \) | head -n 1)
+                [ -n "$p" ] || die "module $d (needed by drm_xen_front) not found in the kernel image"
+                if [[ "$p" == *.xz ]]; then xz -dc "$p" > "$DF/$d.ko"; p="$DF/$d.ko"; fi
+                visit "$p"; order+=("$p")
+            done
+        }
+        visit "$DF/drm_xen_front.ko"
+        printf '%s\n' "${order[@]}" > "$DF/load-order.txt"
+    fi
+    say "display frontend: $(strings "$DF/drm_xen_front.ko" | grep '^depends='), load order $(xargs -n1 basename < "$DF/load-order.txt" | tr '\n' ' ')"
+fi
+
 # ------------------------------------------------------------------ 5. the runner (linux-arm64)
 PUB="$C/runner-publish"
 step "publishing tools/conformance-runner for linux-arm64 (self-contained, trimmed)"
 dotnet publish "$REPO/tools/conformance-runner/XenShare.ConformanceRunner.csproj" -c Release -r linux-arm64 \
     --self-contained -p:PublishTrimmed=true -o "$PUB" -v quiet -nologo > "$C/publish.log" 2>&1 ||
     { tail -n 40 "$C/publish.log"; die "dotnet publish of the conformance runner failed (log: $C/publish.log)"; }
+
+# The xenshare tool for dom0 (its display-backend command serves the display domU's vdispl devices).
+if [ "$DISPLAY_STAGE" = 1 ]; then
+    CLIPUB="$C/cli-publish"
+    step "publishing src/XenShare.Cli for linux-arm64 (self-contained, trimmed)"
+    dotnet publish "$REPO/src/XenShare.Cli/XenShare.Cli.csproj" -c Release -r linux-arm64 \
+        --self-contained -p:PublishTrimmed=true -o "$CLIPUB" -v quiet -nologo > "$C/publish-cli.log" 2>&1 ||
+        { tail -n 40 "$C/publish-cli.log"; die "dotnet publish of the xenshare tool failed (log: $C/publish-cli.log)"; }
+fi
 
 # ------------------------------------------------------------------ 6. initramfs
 R="$C/rootfs"
@@ -229,6 +292,29 @@ mkdir -p "$R/boot"
 (cd "$RU" && find . | cpio -o -H newc --quiet | gzip -1) > "$R/boot/domu-initrd.cpio.gz"
 cp "$K/image/boot/vmlinuz-$KVER-arm64" "$R/boot/domu-Image"
 cp "$HERE/domu.cfg" "$HERE/domu2.cfg" "$R/etc/xen/"
+# The display domU: the same kernel, busybox, libc + libdrm, the frontend and its modules, modetest; two
+# vdispl devices (frontend-allocated and backend-allocated buffers) served by `xenshare display-backend`.
+if [ "$DISPLAY_STAGE" = 1 ]; then
+    RD="$C/rootfs-display"
+    rm -rf "$RD"; mkdir -p "$RD"/{bin,dev,proc,sys,tmp,lib/modules/drm,usr/bin,drm}
+    cp "$R/bin/busybox" "$RD/bin/busybox"
+    dpkg -x "$DRMT_DEB" "$RD/drm"; dpkg -x "$DRM2_DEB" "$RD/drm"
+    cp "$RD/drm/usr/bin/modetest" "$RD/usr/bin/" || die "modetest missing from libdrm-tests"
+    mkdir -p "$RD/lib/aarch64-linux-gnu"
+    cp -a "$RD"/drm/usr/lib/aarch64-linux-gnu/libdrm.so.2* "$RD/lib/aarch64-linux-gnu/"
+    rm -rf "$RD/drm"
+    for l in ld-linux-aarch64.so.1 libc.so.6 libm.so.6; do cp -L "$R/lib/aarch64-linux-gnu/$l" "$RD/lib/aarch64-linux-gnu/"; done
+    ln -sfn aarch64-linux-gnu/ld-linux-aarch64.so.1 "$RD/lib/ld-linux-aarch64.so.1"
+    : > "$RD/lib/modules/drm/load-order"
+    for m in $(cat "$DF/load-order.txt") "$DF/drm_xen_front.ko"; do
+        cp "$m" "$RD/lib/modules/drm/"; basename "$m" >> "$RD/lib/modules/drm/load-order"
+    done
+    cp "$HERE/init-display" "$RD/init"; chmod +x "$RD/init"
+    (cd "$RD" && find . | cpio -o -H newc --quiet | gzip -1) > "$R/boot/display-initrd.cpio.gz"
+    cp "$HERE/domu-display.cfg" "$R/etc/xen/"
+    mkdir -p "$R/opt/xenshare-cli"; cp -a "$CLIPUB"/. "$R/opt/xenshare-cli/"
+    ln -sfn XenShare.Cli "$R/opt/xenshare-cli/xenshare"   # the tool's name (the assembly is XenShare.Cli)
+fi
 cp "$HERE/init" "$R/init"; chmod +x "$R/init"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) > "$C/initrd.cpio.gz"
 say "initramfs $(du -h "$C/initrd.cpio.gz" | cut -f1)"
@@ -260,9 +346,9 @@ RES="$ART/realxen-results.txt"
     echo "# XenShare conformance on real Xen (generated by tools/realxen/run.sh $(date -u +%Y-%m-%dT%H:%MZ))"
     echo "# xen: $(basename "$XEN_DEB")"
     echo "# dom0 kernel: $(basename "$KIMG_DEB"), xen-gntdev.ko rebuilt with CONFIG_XEN_GNTDEV_DMABUF"
-    tr -d '\r' < "$LOG" | grep -o 'XENSHARE-[A-Z0-9-]*[ :].*' || true
+    tr -d '\r' < "$LOG" | grep -o 'XENSHARE-[A-Z0-9-]*[ :].*' | grep -v '^XENSHARE-DISPLAY-PNG ' || true
 } > "$RES"
-grep -E '^XENSHARE-(DOMU-|PEER-|VICTIM-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY)' "$RES" || true
+grep -E '^XENSHARE-(DOMU-|PEER-|VICTIM-|DISPLAY-|DISPLAYU-)?(INIT|SUITE|CONFORMANCE|P10|SUMMARY|FRAME)' "$RES" || true
 peerfail=$(grep -c '^XENSHARE-PEER-CONFORMANCE [^ ]* FAIL' "$RES" || true)
 pass=0 fail=0 skip=0 rc=0
 # Both domains: dom0's runner (XENSHARE-*) and the domU's (XENSHARE-DOMU-*, relayed by dom0).
@@ -289,6 +375,32 @@ for who in "XENSHARE-" "XENSHARE-DOMU-" "XENSHARE-VICTIM-"; do
     fi
     say "$name: $p passed, $f failed, $k skipped"
 done
+# PV display: `xenshare display-backend` in dom0 served Linux's xen-drm-front in the display domU; its DP
+# lines count like a runner's, and the PNGs of what the guest drew are decoded into artifacts/realxen-display/.
+if [ "$DISPLAY_STAGE" = 1 ]; then
+    who="XENSHARE-DISPLAY-"
+    p=$(grep -c "^${who}CONFORMANCE [^ ]* PASS" "$RES" || true)
+    f=$(grep -c "^${who}CONFORMANCE [^ ]* FAIL" "$RES" || true)
+    k=$(grep -c "^${who}CONFORMANCE [^ ]* SKIP" "$RES" || true)
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + k))
+    suite=$(sed -n "s/^${who}SUITE \([0-9]*\) .*/\1/p" "$RES" | head -n 1)
+    if ! grep -q "^${who}SUMMARY " "$RES"; then say "FAILED: no ${who}SUMMARY line from the display backend (see $LOG)"; rc=1; fi
+    [ "$f" -eq 0 ] || { say "FAILED: $f display item(s) failed"; rc=1; }
+    if [ -z "$suite" ] || [ $((p + f + k)) -ne "$suite" ]; then
+        say "FAILED: $((p + f + k)) display result(s) for a suite of ${suite:-?}"; rc=1
+    fi
+    DISP="$ART/realxen-display"; rm -rf "$DISP"; mkdir -p "$DISP"
+    tr -d '\r' < "$LOG" | sed -n 's/^.*XENSHARE-DISPLAY-PNG \([A-Za-z0-9._-]*\.png\) \(.*\)$/\1 \2/p' |
+        while read -r name data; do echo "$data" >> "$DISP/$name.b64"; done
+    npng=0
+    for b in "$DISP"/*.b64; do
+        [ -f "$b" ] || continue
+        if base64 -d "$b" > "${b%.b64}" 2>/dev/null; then npng=$((npng + 1)); else say "FAILED: ${b%.b64} did not decode"; rc=1; fi
+        rm -f "$b"
+    done
+    [ "$npng" -gt 0 ] || { say "FAILED: no PNG of the guest's display came back"; rc=1; }
+    say "display: $p passed, $f failed, $k skipped; $npng PNG(s) in $DISP"
+fi
 # dom0's halves of the two-domain scenarios: their verdicts reach the domU's lines; a FAIL here fails too.
 [ "$peerfail" -eq 0 ] || { say "FAILED: $peerfail dom0 half(s) of two-domain scenarios failed"; rc=1; }
 say "results in $RES; stage took $(( $(date +%s) - t0 ))s"
