@@ -94,13 +94,10 @@ internal sealed class DisplifBackendChannel
         {
             Serve();
         }
-        catch (Exception e) when (e is RingProtocolException or XenShareException or InvalidOperationException)
-        {
-            if (!_stop) _connection.Fault(this, e);
-        }
         catch (Exception e)
         {
-            // Never take the process down from a ring thread: a bug surfaces as a closed device.
+            // RG04 (RingProtocolException), a broken event channel (XenShareException), or a bug: never take
+            // the process down from a ring thread; the device closes instead.
             if (!_stop) _connection.Fault(this, e);
         }
         finally
