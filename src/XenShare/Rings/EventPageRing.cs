@@ -43,11 +43,11 @@ public abstract class EventPageRing
         EntryCount = (length - ringOffset) / entrySize;
     }
 
-    /// <summary>The layout of displif's event page: <see cref="Displif.XENDISPL_EVENT_PAGE_SIZE"/> bytes,
-    /// events of <c>sizeof(struct xendispl_evt)</c> from <see cref="Displif.XENDISPL_IN_RING_OFFS"/>,
-    /// <see cref="Displif.XENDISPL_IN_RING_LEN"/> of them.</summary>
+    /// <summary>The layout of displif's event page: <see cref="Abi.Displif.XENDISPL_EVENT_PAGE_SIZE"/> bytes,
+    /// events of <c>sizeof(struct xendispl_evt)</c> from <see cref="Abi.Displif.XENDISPL_IN_RING_OFFS"/>,
+    /// <see cref="Abi.Displif.XENDISPL_IN_RING_LEN"/> of them.</summary>
     public static (int Length, int RingOffset, int EntrySize) DisplifLayout =>
-        (Displif.XENDISPL_EVENT_PAGE_SIZE, Displif.XENDISPL_IN_RING_OFFS, Unsafe.SizeOf<xendispl_evt>());
+        (Abi.Displif.XENDISPL_EVENT_PAGE_SIZE, Abi.Displif.XENDISPL_IN_RING_OFFS, Unsafe.SizeOf<xendispl_evt>());
 
     /// <summary>The page's first byte.</summary>
     public long Address => _address;

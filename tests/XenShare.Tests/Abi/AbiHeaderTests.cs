@@ -1,3 +1,4 @@
+using DisplifAbi = XenShare.Abi.Displif;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
@@ -264,7 +265,7 @@ public sealed class AbiHeaderTests
         Assert.True(AbiCatalog.FindStruct("xen_displif_sring_entry")!.IsUnion);
         Assert.Equal(64, AbiCatalog.FindStruct("xen_displif_sring_entry")!.Size);
         Assert.Equal(32, SharedRingLayout.EntryCount(4096, 64));
-        Assert.Equal(63, Displif.XENDISPL_IN_RING_LEN);
+        Assert.Equal(63, DisplifAbi.XENDISPL_IN_RING_LEN);
     }
 
     [Theory]

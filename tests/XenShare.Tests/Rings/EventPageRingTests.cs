@@ -1,3 +1,4 @@
+using DisplifAbi = XenShare.Abi.Displif;
 using System.Runtime.CompilerServices;
 using XenShare.Abi;
 using XenShare.Rings;
@@ -15,7 +16,7 @@ public sealed class EventPageRingTests : IDisposable
     private ref uint InProd => ref _page.U32(4);
 
     private static xendispl_evt PageFlip(ushort id, ulong fbCookie) =>
-        new() { id = id, type = Displif.XENDISPL_EVT_PG_FLIP, op = new xendispl_evt_op { pg_flip = new xendispl_pg_flip_evt { fb_cookie = fbCookie } } };
+        new() { id = id, type = DisplifAbi.XENDISPL_EVT_PG_FLIP, op = new xendispl_evt_op { pg_flip = new xendispl_pg_flip_evt { fb_cookie = fbCookie } } };
 
     private (EventPageProducer Producer, EventPageConsumer Consumer) Attach(uint start)
     {
@@ -27,16 +28,16 @@ public sealed class EventPageRingTests : IDisposable
     public void DP02_RG01_displif_event_page_has_63_slots_of_64_bytes_from_offset_64()
     {
         var (producer, consumer) = Attach(0);
-        Assert.Equal(Displif.XENDISPL_IN_RING_LEN, producer.EntryCount);
+        Assert.Equal(DisplifAbi.XENDISPL_IN_RING_LEN, producer.EntryCount);
         Assert.Equal(63, consumer.EntryCount);
-        Assert.Equal(Displif.XENDISPL_IN_RING_OFFS, producer.RingOffset);
+        Assert.Equal(DisplifAbi.XENDISPL_IN_RING_OFFS, producer.RingOffset);
         Assert.Equal(Unsafe.SizeOf<xendispl_evt>(), producer.EntrySize);
         Assert.Equal(Unsafe.SizeOf<xendispl_event_page>(), EventPageRing.DisplifLayout.RingOffset);
 
         Assert.True(producer.TryWrite(PageFlip(7, 0x1122334455667788)));
         Assert.Equal(1u, InProd);
         Assert.Equal(7, _page.Span[64]);                                                  // id
-        Assert.Equal(Displif.XENDISPL_EVT_PG_FLIP, _page.Span[66]);                       // type
+        Assert.Equal(DisplifAbi.XENDISPL_EVT_PG_FLIP, _page.Span[66]);                       // type
         Assert.Equal(0x88, _page.Span[72]);                                               // op.pg_flip.fb_cookie
         Assert.True(consumer.TryRead(out xendispl_evt evt));
         Assert.Equal(7, evt.id);

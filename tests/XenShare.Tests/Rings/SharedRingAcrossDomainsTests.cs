@@ -1,3 +1,4 @@
+using DisplifAbi = XenShare.Abi.Displif;
 using XenShare.Abi;
 using XenShare.Api;
 using XenShare.Rings;
@@ -51,7 +52,7 @@ public sealed class SharedRingAcrossDomainsTests : EmulatorTest
                     bool produced = false;
                     while (sent < Messages && sent - received < Window)
                     {
-                        var request = new xendispl_req { id = ids.Issue(), operation = Displif.XENDISPL_OP_PG_FLIP };
+                        var request = new xendispl_req { id = ids.Issue(), operation = DisplifAbi.XENDISPL_OP_PG_FLIP };
                         request.op.pg_flip.fb_cookie = sent++;
                         front.WriteRequest(request);
                         produced = true;
@@ -61,7 +62,7 @@ public sealed class SharedRingAcrossDomainsTests : EmulatorTest
                     while (front.TryConsumeResponse(out xendispl_resp response))
                     {
                         ids.Complete(response.id);
-                        Assert.Equal(Displif.XENDISPL_OP_PG_FLIP, response.operation);
+                        Assert.Equal(DisplifAbi.XENDISPL_OP_PG_FLIP, response.operation);
                         Assert.Equal(-(int)(received % 3), response.status);
                         received++;
                     }
@@ -122,12 +123,12 @@ public sealed class SharedRingAcrossDomainsTests : EmulatorTest
         ulong next = 0, seen = 0;
         for (int round = 0; round < 5; round++)
         {
-            while (producer.TryWrite(new xendispl_evt { type = Displif.XENDISPL_EVT_PG_FLIP, op = new xendispl_evt_op { pg_flip = new xendispl_pg_flip_evt { fb_cookie = next } } }))
+            while (producer.TryWrite(new xendispl_evt { type = DisplifAbi.XENDISPL_EVT_PG_FLIP, op = new xendispl_evt_op { pg_flip = new xendispl_pg_flip_evt { fb_cookie = next } } }))
                 next++;
             Assert.Equal(63, consumer.Available());
             while (consumer.TryRead(out xendispl_evt evt))
             {
-                Assert.Equal(Displif.XENDISPL_EVT_PG_FLIP, evt.type);
+                Assert.Equal(DisplifAbi.XENDISPL_EVT_PG_FLIP, evt.type);
                 Assert.Equal(seen++, evt.op.pg_flip.fb_cookie);
             }
         }
@@ -135,7 +136,7 @@ public sealed class SharedRingAcrossDomainsTests : EmulatorTest
         Assert.Equal(5UL * 63, seen);
 
         // A hostile domU: req_prod far ahead. dom0's back end reports it and reads nothing.
-        front.WriteRequest(new xendispl_req { id = 1, operation = Displif.XENDISPL_OP_PG_FLIP });
+        front.WriteRequest(new xendispl_req { id = 1, operation = DisplifAbi.XENDISPL_OP_PG_FLIP });
         front.PushRequests();
         Assert.True(back.TryConsumeRequest(out xendispl_req _));
         GuestMemory.AsSpan(pages.Address, 4).Fill(0x7F);   // req_prod = 0x7F7F7F7F
