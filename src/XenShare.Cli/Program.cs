@@ -24,6 +24,7 @@ internal static class Program
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(XenstoredCommand.Create());
+        root.Subcommands.Add(DisplayBackendCommand.Create());
 
         return root;
     }
