@@ -34,22 +34,53 @@ public static class DisplifServer
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(process);
         ArgumentNullException.ThrowIfNull(sinkFor);
-        var runs = new List<Task>();
+        // Serves what is there and not served yet, at every change of the directory and whenever a run ends (a
+        // device removed and written again while its old run was still ending is found then).
+        var runs = new Dictionary<XenbusDeviceId, Task>();
+        // A device whose run failed is not served again until its directory goes away and comes back.
+        var failed = new System.Collections.Concurrent.ConcurrentDictionary<XenbusDeviceId, bool>();
+        var rescan = System.Threading.Channels.Channel.CreateUnbounded<IReadOnlyList<XenbusDeviceId>?>();
+        var watching = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var devices in XenbusBackendWatcher.WatchAsync(client, backend, DeviceType, cancellationToken).ConfigureAwait(false))
+                    rescan.Writer.TryWrite(devices);
+                rescan.Writer.TryComplete();
+            }
+            catch (Exception e)
+            {
+                rescan.Writer.TryComplete(e);
+            }
+        }, CancellationToken.None);
         try
         {
-            await foreach (var id in XenbusBackendWatcher.WatchAsync(client, backend, Abi.Displif.XENDISPL_DRIVER_NAME, cancellationToken)
-                .ConfigureAwait(false))
+            await foreach (var snapshot in rescan.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                runs.RemoveAll(t => t.IsCompleted);
-                runs.Add(ServeOneAsync(client, process, backend, id, sinkFor, options, started, ended, cancellationToken));
+                var devices = snapshot ?? await XenbusBackendWatcher.ListAsync(client, backend, DeviceType, cancellationToken).ConfigureAwait(false);
+                foreach (var done in runs.Where(r => r.Value.IsCompleted).Select(r => r.Key).ToList()) runs.Remove(done);
+                foreach (var gone in failed.Keys.Where(k => !devices.Contains(k)).ToList()) failed.TryRemove(gone, out _);
+                foreach (var id in devices)
+                {
+                    if (runs.ContainsKey(id) || failed.ContainsKey(id)) continue;   // one backend per device
+                    runs.Add(id, ServeOneAsync(client, process, backend, id, sinkFor, options, started, (d, e) =>
+                    {
+                        if (e is not null) failed[d] = true;
+                        ended?.Invoke(d, e);
+                        rescan.Writer.TryWrite(null);
+                    }, cancellationToken));
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // Stop serving: the runs see the same token.
         }
-        await Task.WhenAll(runs).ConfigureAwait(false);
+        await Task.WhenAll(runs.Values).ConfigureAwait(false);
+        await watching.ConfigureAwait(false);
     }
+
+    private static string DeviceType => Abi.Displif.XENDISPL_DRIVER_NAME;
 
     private static async Task ServeOneAsync(XenstoreClient client, IGuestProcess process, DomainId backend, XenbusDeviceId id,
         Func<XenbusDeviceId, IDisplaySink> sinkFor, DisplifBackendOptions? options,

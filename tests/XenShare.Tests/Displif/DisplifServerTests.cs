@@ -81,6 +81,13 @@ public sealed class DisplifServerTests : EmulatorTest
         }
         await log.WaitUntilAsync(l => l.Contains("ended 0") && l.Contains("ended 1"), "both runs ended");
         Assert.All(ended, e => Assert.Null(e.Error));
+        // A re-plug: the device is written again and served again.
+        var (fe2, be2) = Host.AddDevice(DomU, Dom0, "vdispl", 0);
+        Assert.Equal(0, Host.Xenstore.Write(fe2 + "/be-alloc", "0"));
+        await log.WaitUntilAsync(l => l.Count(x => x == "started 0") == 2, "device 0 served again after its re-plug");
+        Assert.Equal(0, Host.Xenstore.Remove(be2));
+        Assert.Equal(0, Host.Xenstore.Remove(fe2));
+        await log.WaitUntilAsync(l => l.Count(x => x == "ended 0") == 2, "its second run ended");
         Assert.False(serving.IsCompleted);
         await stop.CancelAsync();
         await serving.WaitAsync(EventLog.Patience);
