@@ -157,7 +157,7 @@ internal static class DemoCommand
         string other = o.Copy ? "zero-copy" : "--copy";
         void Row(string what, string value, string comparison = "") => table.AddRow(new Text(what), new Text(value), new Text(comparison));
 
-        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}), xenbus Connected, then Closed"),
+        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); dom0's xenbus states: {result.BackendStates}"),
             o.BackendAllocated ? "buffers: dom0's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to dom0 (EXP_FROM_REFS, WC)");
         Row("requests", result.Requests.Length == 0 ? "-" : result.Requests, "displif v2 on the shared ring; flip events on the event page");
         Row("frame", string.Create(c, $"{o.Width}x{o.Height} XRGB8888, {o.FrameBytes:N0} B ({o.PagesPerBuffer} pages), {o.Buffers} buffer(s)"));

@@ -2,6 +2,7 @@ using DisplifAbi = XenShare.Abi.Displif;
 using XenShare.Api;
 using XenShare.Displif;
 using XenShare.Emulation.Kernel;
+using XenShare.Xenbus;
 using XenShare.Xenstore;
 
 namespace XenShare.Cli.Demo;
@@ -21,6 +22,7 @@ internal sealed class DemoBackend : IAsyncDisposable
     private readonly ScanoutSink? _scanout;
     private readonly GrantCopySink? _copy;
     private readonly Dictionary<byte, int> _requests = [];
+    private readonly List<XenbusState> _states = [];
     private readonly CancellationTokenSource _stop = new();
     private DisplifBackend? _backend;
     private Task _run = Task.CompletedTask;
@@ -97,8 +99,16 @@ internal sealed class DemoBackend : IAsyncDisposable
         lock (_requests) _requests[e.Operation] = _requests.GetValueOrDefault(e.Operation) + 1;
     }
 
+    /// <summary>The xenbus states the backend switched to, in order ("InitWait, Connected, ...").</summary>
+    public string StateSummary()
+    {
+        lock (_states) return string.Join(", ", _states);
+    }
+
     private void OnConnectionChanged(object? sender, DisplifConnectionEventArgs e)
     {
+        if (e.Kind == DisplifConnectionChange.StateSwitched)
+            lock (_states) _states.Add(e.State);
         if (e.Kind is DisplifConnectionChange.Faulted or DisplifConnectionChange.SinkFailed && Fault is null) Fault = e.Error;
     }
 

@@ -55,6 +55,9 @@ internal sealed record DemoResult
     /// <summary>The displif requests the backend answered with success, by operation ("DBUF_CREATE 2, ...").</summary>
     public string Requests { get; init; } = "";
 
+    /// <summary>The xenbus states dom0's backend switched to, in order ("InitWait, Connected, InitWait, Closed").</summary>
+    public string BackendStates { get; init; } = "";
+
     /// <summary>The frontend's device directory in xenstore (<c>/local/domain/1/device/vdispl/0</c>).</summary>
     public string DevicePath { get; init; } = "";
 

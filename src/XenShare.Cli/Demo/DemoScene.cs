@@ -149,6 +149,7 @@ internal static class DemoScene
                 Released = frontend.Released,
                 Leaks = leaks,
                 Requests = backend.RequestSummary(),
+                BackendStates = backend.StateSummary(),
                 DevicePath = fePath,
             };
         }

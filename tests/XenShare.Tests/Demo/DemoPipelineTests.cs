@@ -87,6 +87,10 @@ public sealed class DemoPipelineTests : IDisposable
         // The frames went over displif: two buffers created and attached, frame 0 shown by the mode set, the
         // rest by page flips, then the connector off and everything detached and destroyed.
         Assert.Equal("/local/domain/1/device/vdispl/0", result.DevicePath);
+        // dom0 walked the xenbus states: InitWait, Connected with the frontend, InitWait again after its close,
+        // Closed when the backend stopped.
+        Assert.Contains("InitWait, Connected, InitWait", result.BackendStates, StringComparison.Ordinal);
+        Assert.EndsWith("Closed", result.BackendStates, StringComparison.Ordinal);
         Assert.Equal($"DBUF_CREATE {o.Buffers}, FB_ATTACH {o.Buffers}, SET_CONFIG 2, PG_FLIP {o.Frames - 1}, FB_DETACH {o.Buffers}, DBUF_DESTROY {o.Buffers}", result.Requests);
 
         Assert.True(result.Released);
