@@ -16,6 +16,7 @@ internal static class BenchTargets
         new P7HotPathAllocations(),
         new P8BytesPerMappedPage(),
         new P9TwoThreads(),
+        new P11DisplifFlip(),
         new P12XenstoreWatch(),
     ];
 

@@ -5,11 +5,14 @@ using XenShare.Cli.Demo;
 
 namespace XenShare.Cli.Commands;
 
-/// <summary><c>xenshare demo [--width W] [--height H] [--frames N] [--buffers B] [--out DIR] [--copy] [--png-every K]</c>:
-/// a para-virtual display on the embedded emulated host. domU draws animated frames into granted framebuffers and
-/// asks for page flips over a shared ring and an event channel; dom0 exports each framebuffer once as a
-/// write-combining dma-buf, a scan-out engine maps it as one contiguous segment, and every flip is scanned out
-/// through its DMA address into a PNG file, with no CPU copy. <c>--copy</c> runs the same scene over GRANT_COPY.</summary>
+/// <summary><c>xenshare demo [--width W] [--height H] [--frames N] [--buffers B] [--out DIR] [--be-alloc] [--copy] [--png-every K]</c>:
+/// a para-virtual display (displif) on the embedded emulated host. The toolstack writes the vdispl device in the
+/// emulated xenstore; domU's frontend and dom0's backend (the library's DisplifFrontend and DisplifBackend) walk
+/// the xenbus states to Connected; domU draws animated frames into its framebuffers and shows them with
+/// SET_CONFIG and PG_FLIP; dom0 hands each framebuffer's dma-buf to the emulated scan-out engine, which scans
+/// every frame out in place into a PNG file, with no CPU copy. <c>--be-alloc</c>: dom0 allocates the
+/// framebuffers (contiguous DMA memory) and grants them to domU. <c>--copy</c> runs the same scene with a
+/// GRANT_COPY display instead.</summary>
 internal static class DemoCommand
 {
     /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT).</summary>
@@ -31,10 +34,11 @@ internal static class DemoCommand
         var buffers = new Option<int>("--buffers") { Description = $"Framebuffers the guest cycles through (1 to {DemoOptions.MaxBuffers}).", DefaultValueFactory = _ => defaults.Buffers };
         var output = new Option<string>("--out") { Description = "Output folder for frame_NNNN.png and contact_sheet.png.", DefaultValueFactory = _ => defaults.OutputDirectory };
         var copy = new Option<bool>("--copy") { Description = "Use the copying path (GRANT_COPY of every frame into a dom0 buffer) instead of zero-copy dma-buf scan-out, for comparison." };
+        var beAlloc = new Option<bool>("--be-alloc") { Description = "Backend-allocated framebuffers (be-alloc = 1): dom0 allocates contiguous DMA memory, grants it to domU (IMP_TO_REFS), domU maps it and draws into it." };
         var pngEvery = new Option<int>("--png-every") { Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
 
-        var command = new Command("demo", "The main job: a zero-copy para-virtual display on the emulated Xen host. domU draws frames into granted buffers and requests page flips over a shared ring + event channel; dom0 exports each buffer once as a WC dma-buf, a scan-out engine maps it as one contiguous segment and scans every flip out through its DMA address into a PNG file. Prints a summary table and writes a contact sheet.");
-        foreach (var option in new Option[] { width, height, frames, buffers, output, copy, pngEvery }) command.Options.Add(option);
+        var command = new Command("demo", "The main job: a zero-copy para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and dom0's backend walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; dom0 hands each framebuffer's dma-buf to a scan-out engine that maps it as one contiguous segment and scans every frame out in place into a PNG file. Prints a summary table and writes a contact sheet.");
+        foreach (var option in new Option[] { width, height, frames, buffers, output, beAlloc, copy, pngEvery }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var options = new DemoOptions
@@ -45,6 +49,7 @@ internal static class DemoCommand
                 Buffers = parseResult.GetValue(buffers),
                 OutputDirectory = parseResult.GetValue(output) ?? defaults.OutputDirectory,
                 Copy = parseResult.GetValue(copy),
+                BackendAllocated = parseResult.GetValue(beAlloc),
                 PngEvery = parseResult.GetValue(pngEvery),
             };
             return await RunAsync(options, parseResult.InvocationConfiguration.Output, parseResult.InvocationConfiguration.Error, cancellationToken).ConfigureAwait(false);
@@ -65,7 +70,7 @@ internal static class DemoCommand
         }
 
         var console = CreateConsole(output, out bool interactive);
-        string mode = options.Copy ? "copy (GRANT_COPY)" : "zero-copy (dma-buf scan-out)";
+        string mode = Mode(options);
         DemoResult result;
         try
         {
@@ -77,7 +82,7 @@ internal static class DemoCommand
                     .StartAsync(async ctx =>
                     {
                         var task = ctx.AddTask($"{options.Width}x{options.Height} {mode}", maxValue: options.Frames);
-                        var run = Task.Run(() => DemoScene.Run(options, done => task.Value = done, cancellationToken), CancellationToken.None);
+                        var run = Task.Run(() => DemoScene.RunAsync(options, done => task.Value = done, cancellationToken), CancellationToken.None);
                         while (!run.IsCompleted)
                         {
                             await Task.WhenAny(run, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
@@ -89,10 +94,11 @@ internal static class DemoCommand
             else
             {
                 await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {mode}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
-                result = await Task.Run(() => DemoScene.Run(options, null, cancellationToken), CancellationToken.None).ConfigureAwait(false);
+                result = await Task.Run(() => DemoScene.RunAsync(options, null, cancellationToken), CancellationToken.None).ConfigureAwait(false);
             }
         }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException or XenShare.Api.XenShareException)
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException or XenShare.Api.XenShareException
+            or XenShare.Displif.DisplifRequestException or XenShare.Xenstore.XenstoreException)
         {
             await error.WriteLineAsync("demo failed: " + e.Message + (e.InnerException is { } inner ? Environment.NewLine + "  " + inner : "")).ConfigureAwait(false);
             return ErrorExitCode;
@@ -116,7 +122,7 @@ internal static class DemoCommand
 
     private static async Task WriteLeaksAsync(TextWriter error, DemoResult result)
     {
-        if (!result.Released) await error.WriteLineAsync("demo: an exported dma-buf was not released in time").ConfigureAwait(false);
+        if (!result.Released) await error.WriteLineAsync("demo: a framebuffer was not released in time (DBUF_DESTROY answered an error)").ConfigureAwait(false);
         foreach (string leak in result.Leaks) await error.WriteLineAsync("demo: leak: " + leak).ConfigureAwait(false);
     }
 
@@ -135,29 +141,38 @@ internal static class DemoCommand
         return console;
     }
 
+    private static string Mode(DemoOptions o) =>
+        o.Copy ? "copy (GRANT_COPY)" : o.BackendAllocated ? "zero-copy, backend-allocated (be-alloc)" : "zero-copy (dma-buf scan-out)";
+
     /// <summary>The summary table of a finished run.</summary>
     internal static Table SummaryTable(DemoResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
         var o = result.Options;
         var c = CultureInfo.InvariantCulture;
-        var table = new Table().Title(o.Copy ? "xenshare demo --copy: copying display path (GRANT_COPY)" : "xenshare demo: zero-copy display path (dma-buf scan-out)");
+        var table = new Table().Title(o.Copy ? "xenshare demo --copy: copying display path (displif + GRANT_COPY)"
+            : o.BackendAllocated ? "xenshare demo --be-alloc: zero-copy display path (displif, backend-allocated buffers, scan-out)"
+            : "xenshare demo: zero-copy display path (displif, frontend-allocated buffers, dma-buf scan-out)");
         table.AddColumns("", "this run", "for comparison");
         string other = o.Copy ? "zero-copy" : "--copy";
         void Row(string what, string value, string comparison = "") => table.AddRow(new Text(what), new Text(value), new Text(comparison));
 
+        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); dom0's xenbus states: {result.BackendStates}"),
+            o.BackendAllocated ? "buffers: dom0's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to dom0 (EXP_FROM_REFS, WC)");
+        Row("requests", result.Requests.Length == 0 ? "-" : result.Requests, "displif v2 on the shared ring; flip events on the event page");
         Row("frame", string.Create(c, $"{o.Width}x{o.Height} XRGB8888, {o.FrameBytes:N0} B ({o.PagesPerBuffer} pages), {o.Buffers} buffer(s)"));
         Row("frames", string.Create(c, $"{result.FramesCompleted}"));
         Row("flips/s", string.Create(c, $"{result.FlipsPerSecond:0.0}"), "end to end: drawing, flip, scan-out, PNG writing");
-        Row("µs per flip (median)", string.Create(c, $"{result.MicrosecondsPerFlip:0.0}"), o.Copy ? "display path: ring + event + GRANT_COPY (PNG excluded)" : "display path: ring + event + flip (PNG excluded)");
-        Row("grant ops per frame", string.Create(c, $"{result.GrantOpsPerFrame}"), string.Create(c, $"set-up: {result.SetupGrantOps} (ring map{(o.Copy ? "" : $" + {o.PagesPerBuffer} maps per buffer, once")}); {other}: {(o.Copy ? 0 : o.PagesPerBuffer)} per frame"));
+        Row("µs per flip (median)", string.Create(c, $"{result.MicrosecondsPerFlip:0.0}"),
+            o.Copy ? "request -> backend -> GRANT_COPY -> flip event -> frontend (PNG excluded)" : "request -> backend -> latch -> flip event -> frontend (PNG excluded)");
+        Row("grant ops per frame", string.Create(c, $"{result.GrantOpsPerFrame}"), string.Create(c, $"set-up: {result.SetupGrantOps} (ring + event page + {o.PagesPerBuffer} per buffer, once); {other}: {(o.Copy ? 0 : o.PagesPerBuffer)} per frame"));
         Row("CPU bytes copied (display path)", string.Create(c, $"{result.CpuBytesPerFrame:N0} B/frame ({result.CpuBytesCopied:N0} B total)"), string.Create(c, $"{other}: {result.OtherModeCpuBytesPerFrame:N0} B/frame (computed: {(o.Copy ? "0" : "width x height x 4")})"));
         if (!o.Copy)
         {
             string segments = result.ScanoutSegments.Count == 0 ? "-" : string.Join(", ", result.ScanoutSegments);
             Row("scan-out", string.Create(c, $"{result.ZeroCopyFrames} of {result.FramesCompleted} frames read in place"), $"DMA segments per buffer: {segments}");
         }
-        Row("teardown", result.Clean ? "dma-bufs released, leak check clean" : "NOT clean", result.Leaks.Count == 0 ? "" : string.Create(c, $"{result.Leaks.Count} leak finding(s)"));
+        Row("teardown", result.Clean ? "buffers released, leak check clean" : "NOT clean", result.Leaks.Count == 0 ? "" : string.Create(c, $"{result.Leaks.Count} leak finding(s)"));
         if (result.PngFiles.Count > 0)
         {
             Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {o.OutputDirectory}"));

@@ -1,132 +1,115 @@
-using XenShare.Api;
+using System.Diagnostics;
+using XenShare.Displif;
+using XenShare.Xenstore;
 
 namespace XenShare.Cli.Demo;
 
 /// <summary>
-/// The domU side of the demo (a PV display frontend): allocates the framebuffers and the ring page with
-/// gntalloc, granted to dom0, binds an unbound event channel, publishes them, then draws each frame into a free
-/// buffer and asks for a page flip, reusing a buffer only after the backend answered its previous flip.
+/// The domU side of the demo: a display driver on the library's <see cref="DisplifFrontend"/>. It connects
+/// to the vdispl device the toolstack wrote (xenbus walk to Connected), creates its framebuffers
+/// (frontend-allocated: its own pages granted to dom0; with be-alloc: buffers dom0 allocates and it maps),
+/// attaches them (XR24), shows frame 0 with SET_CONFIG and every later frame with PG_FLIP, drawing each frame
+/// into the next buffer only once the previous flip's XENDISPL_EVT_PG_FLIP arrived. At the end it turns the
+/// connector off, detaches and destroys the buffers and closes the device (Closing, wait for the backend,
+/// Closed), and frees everything even when stopped.
 /// </summary>
 internal sealed class DemoFrontend
 {
+    /// <summary>How long one request may wait: the backend answers a present after its display wrote the PNG
+    /// file, which at 4K takes longer than Linux's 3 s.</summary>
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
+
     private static readonly TimeSpan CloseTimeout = TimeSpan.FromMinutes(1);
     private readonly DemoOptions _options;
-    private readonly IGuestProcess _process;
-    private readonly DomainId _backend;
-    private readonly DemoXenbus _xenbus;
     private readonly Action<int>? _frameDone;
+    private readonly long[] _roundTrips;
     private int _completed;
 
-    public DemoFrontend(DemoOptions options, IGuestProcess process, DomainId backend, DemoXenbus xenbus, Action<int>? frameDone)
+    /// <summary>Prepares a run of <paramref name="options"/>; <paramref name="frameDone"/> is called with the
+    /// number of frames shown so far.</summary>
+    public DemoFrontend(DemoOptions options, Action<int>? frameDone)
     {
         _options = options;
-        _process = process;
-        _backend = backend;
-        _xenbus = xenbus;
         _frameDone = frameDone;
+        _roundTrips = new long[options.Frames];
     }
 
-    /// <summary>Flips answered so far.</summary>
+    /// <summary>Frames shown so far (presents answered and, for PG_FLIP, their flip event received).</summary>
     public int Completed => Volatile.Read(ref _completed);
 
-    /// <summary>True when the backend did not close in time at the end.</summary>
+    /// <summary>True when the backend did not let go within the close timeout at the end.</summary>
     public bool BackendCloseTimedOut { get; private set; }
 
-    /// <summary>Grant refs allocated (ring + framebuffer pages).</summary>
-    public int GrantsAllocated { get; private set; }
+    /// <summary>True unless a DBUF_DESTROY was answered with an error (a release that did not happen in time).</summary>
+    public bool Released { get; private set; } = true;
 
-    /// <summary>Runs the frontend until every frame was shown or <paramref name="stop"/> fires, then ends access
-    /// once the backend is closed. Throws <see cref="OperationCanceledException"/> when stopped.</summary>
-    public void Run(CancellationToken stop)
+    /// <summary>Stopwatch ticks from a frame's request to its completion (SET_CONFIG answered, or the flip
+    /// event of PG_FLIP received), by frame.</summary>
+    public long RoundTripTicks(int frame) => _roundTrips[frame];
+
+    /// <summary>Runs the frontend until every frame was shown or <paramref name="stop"/> fires (then
+    /// <see cref="OperationCanceledException"/>), then tears down.</summary>
+    /// <param name="client">domU's xenstore connection.</param>
+    /// <param name="process">domU's process.</param>
+    /// <param name="self">domU.</param>
+    /// <param name="deviceId">The vdispl device id.</param>
+    /// <param name="stop">Stops the run.</param>
+    public async Task RunAsync(XenstoreClient client, IGuestProcess process, DomainId self, int deviceId, CancellationToken stop)
     {
         var o = _options;
-        var buffers = new List<SharedPages>();
-        SharedPages? ringPage = null;
-        bool published = false;
-        using var events = EventChannels.Open(_process);
-        using var sharer = GrantSharer.Open(_process);
+        var frontend = await DisplifFrontend.ConnectAsync(client, process, self, deviceId, writeVersion: true, stop).ConfigureAwait(false);
+        frontend.RequestTimeout = RequestTimeout;
         try
         {
-            ringPage = sharer.Share(_backend, 1, writable: true);
-            var ring = DisplayRing.InitFrontend(ringPage.Span, ringPage.Address);
-            var refs = new GrantRef[o.Buffers][];
+            var buffers = new DisplifBuffer[o.Buffers];
+            var framebuffers = new DisplifFramebuffer[o.Buffers];
             for (int b = 0; b < o.Buffers; b++)
             {
-                var pages = sharer.Share(_backend, o.PagesPerBuffer, writable: true);
-                buffers.Add(pages);
-                refs[b] = [.. pages.Refs];
+                buffers[b] = frontend.BackendAllocates
+                    ? await frontend.CreateBackendBufferAsync(o.Width, o.Height, 32, stop).ConfigureAwait(false)
+                    : await frontend.CreateBufferAsync(o.Width, o.Height, 32, stop).ConfigureAwait(false);
+                framebuffers[b] = await frontend.AttachFramebufferAsync(buffers[b], DisplifPixelFormat.XR24, cancellationToken: stop).ConfigureAwait(false);
             }
-            GrantsAllocated = 1 + (o.Buffers * o.PagesPerBuffer);
-            var port = events.BindUnbound(_backend);
-            _xenbus.PublishFrontend(new DemoFrontendInfo(ringPage.Refs[0], port, refs));
-            published = true;
-            _xenbus.BackendConnected.Wait(stop);
 
-            var inFlight = new bool[o.Buffers];
             for (int frame = 0; frame < o.Frames; frame++)
             {
-                int b = frame % o.Buffers;
-                while (inFlight[b])
-                {
-                    Drain(ring, inFlight);
-                    if (inFlight[b]) WaitEvent(events, port, stop);
-                }
                 stop.ThrowIfCancellationRequested();
-                TestPattern.Draw(buffers[b].Span, o.Width, o.Height, o.Stride, frame, b);
-                var request = new DisplayRequest { Id = (ulong)frame, Operation = (ushort)DisplayOperation.PageFlip, Buffer = (ushort)b, Frame = (uint)frame };
-                if (!ring.TryPushRequest(request)) throw new InvalidOperationException("display ring full");
-                inFlight[b] = true;
-                ring.PublishRequests();
-                events.Notify(port);
-            }
-            while (Array.IndexOf(inFlight, true) >= 0)
-            {
-                Drain(ring, inFlight);
-                if (Array.IndexOf(inFlight, true) >= 0) WaitEvent(events, port, stop);
+                int b = frame % o.Buffers;
+                TestPattern.Draw(buffers[b].Pixels, o.Width, o.Height, buffers[b].Pitch, frame, b);
+                long start = Stopwatch.GetTimestamp();
+                if (frame == 0) await frontend.SetConfigAsync(0, framebuffers[b], stop).ConfigureAwait(false);   // the mode set shows frame 0
+                else await frontend.PageFlipAsync(0, framebuffers[b], stop).ConfigureAwait(false);
+                _roundTrips[frame] = Stopwatch.GetTimestamp() - start;
+                int done = Interlocked.Increment(ref _completed);
+                _frameDone?.Invoke(done);
             }
 
-            // Say goodbye on the ring (best effort: the backend also stops on its own when cancelled).
-            if (ring.TryPushRequest(new DisplayRequest { Id = ulong.MaxValue, Operation = (ushort)DisplayOperation.Disconnect }))
+            await frontend.SetConfigAsync(0, null, stop).ConfigureAwait(false);
+            for (int b = 0; b < o.Buffers; b++)
             {
-                ring.PublishRequests();
-                events.Notify(port);
+                await frontend.DetachFramebufferAsync(framebuffers[b], stop).ConfigureAwait(false);
+                try
+                {
+                    await frontend.DestroyBufferAsync(buffers[b], stop).ConfigureAwait(false);
+                }
+                catch (DisplifRequestException)
+                {
+                    Released = false;   // -EBUSY: the backend could not release it in time
+                }
             }
         }
         finally
         {
-            if (!published) _xenbus.FrontendFailed();
-            // End access only after the backend unmapped everything (xenbus Closed), as a real frontend does;
-            // otherwise the grants would linger as deferred reclaims.
-            // If it never closes, access ends anyway and the leak check reports what is left.
-            if (published && !_xenbus.BackendClosed.Wait(CloseTimeout, CancellationToken.None)) BackendCloseTimedOut = true;
-            foreach (var pages in buffers) pages.Dispose();
-            ringPage?.Dispose();
-        }
-    }
-
-    private void Drain(DisplayRing ring, bool[] inFlight)
-    {
-        while (ring.TryTakeResponse(out var response))
-        {
-            if (response.Status != 0) throw new XenShareException(-response.Status, $"page flip of frame {response.Frame}");
-            if (response.Id >= (ulong)_options.Frames) throw new InvalidDataException($"display ring: response for unknown request {response.Id}");
-            inFlight[(int)(response.Id % (ulong)_options.Buffers)] = false;
-            int done = Interlocked.Increment(ref _completed);
-            _frameDone?.Invoke(done);
-        }
-    }
-
-    /// <summary>Waits for an event on the port (then unmasks it), checking <paramref name="stop"/> every 100 ms.</summary>
-    internal static void WaitEvent(EventChannels events, EventPort port, CancellationToken stop)
-    {
-        while (true)
-        {
-            stop.ThrowIfCancellationRequested();
-            var pending = events.WaitPending(TimeSpan.FromMilliseconds(100));
-            if (pending is EventPort p)
+            // Closing, wait until the backend let go of everything, Closed; then the pages, ports and grants are
+            // freed (also when stopped: a real driver unloads the same way).
+            using var close = new CancellationTokenSource(CloseTimeout);
+            try
             {
-                events.Unmask(p);
-                return;
+                await frontend.CloseAsync(close.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                BackendCloseTimedOut = true;
             }
         }
     }

@@ -3,7 +3,8 @@ using System.Globalization;
 namespace XenShare.Cli.Demo;
 
 /// <summary>What <c>xenshare demo</c> runs: frame size, frame count, number of framebuffers, where the PNG
-/// files go, and whether the display path is zero-copy (dma-buf scan-out) or copying (GRANT_COPY).</summary>
+/// files go, who allocates the framebuffers (the frontend, or the backend with be-alloc), and whether the display
+/// path is zero-copy (dma-buf scan-out) or copying (GRANT_COPY).</summary>
 internal sealed record DemoOptions
 {
     /// <summary>Smallest width and height.</summary>
@@ -39,6 +40,10 @@ internal sealed record DemoOptions
     /// <summary>Run the copying path (GRANT_COPY into a dom0 buffer) instead of zero-copy scan-out.</summary>
     public bool Copy { get; init; }
 
+    /// <summary>Backend-allocated framebuffers (the toolstack writes <c>be-alloc</c> = 1): dom0 allocates
+    /// contiguous DMA memory and grants it to domU, which maps it and draws into it.</summary>
+    public bool BackendAllocated { get; init; }
+
     /// <summary>Write the PNG of every N-th frame (the last frame is always written).</summary>
     public int PngEvery { get; init; } = 1;
 
@@ -70,6 +75,8 @@ internal sealed record DemoOptions
             problems.Add(string.Create(c, $"--buffers must be from 1 to {MaxBuffers}, got {Buffers}"));
         if (PngEvery < 1)
             problems.Add(string.Create(c, $"--png-every must be at least 1, got {PngEvery}"));
+        if (Copy && BackendAllocated)
+            problems.Add("--copy and --be-alloc exclude each other: GRANT_COPY reads the frontend's grants, and with --be-alloc the framebuffers are dom0's own memory");
         if (string.IsNullOrWhiteSpace(OutputDirectory))
             problems.Add("--out must name a folder");
         return problems;

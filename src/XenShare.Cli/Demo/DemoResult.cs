@@ -15,15 +15,17 @@ internal sealed record DemoResult
     /// <summary>Wall time from the first request to the last completion (drawing and PNG writing included).</summary>
     public required TimeSpan Elapsed { get; init; }
 
-    /// <summary>Backend time spent on the display path of all flips: taking the request, the page flip (zero copy)
-    /// or the grant copy (copy mode), answering and notifying; scan-out into PNG files excluded.</summary>
+    /// <summary>Time of the display path of all frames, as the frontend sees it: from its request until it saw the
+    /// completion (SET_CONFIG's answer, PG_FLIP's flip event), minus what the display spent scanning out into PNG
+    /// files and thumbnails; the grant copy is included in copy mode.</summary>
     public required TimeSpan DisplayPathTime { get; init; }
 
     /// <summary>Bytes the CPU copied on the display path: the GRANT_COPY bytes in copy mode; in zero-copy mode
     /// the scan-out engine's line-buffer bytes (0 when every frame was read in place).</summary>
     public required long CpuBytesCopied { get; init; }
 
-    /// <summary>Grant operations at set-up (ring map, plus every framebuffer page mapped once for export).</summary>
+    /// <summary>Grant maps at set-up: the request ring and the event page, plus every framebuffer page mapped once
+    /// (by dom0 for the export, or with be-alloc by domU).</summary>
     public required long SetupGrantOps { get; init; }
 
     /// <summary>Grant operations per frame in steady state (0 zero-copy; one GNTTABOP_copy segment per page in
@@ -43,11 +45,21 @@ internal sealed record DemoResult
     /// <summary>The contact sheet, or null (cancelled, or nothing to show).</summary>
     public required string? ContactSheet { get; init; }
 
-    /// <summary>Whether every exported dma-buf was released within the wait (true in copy mode).</summary>
+    /// <summary>Whether every DBUF_DESTROY was answered with success, i.e. the backend released every buffer in
+    /// time.</summary>
     public required bool Released { get; init; }
 
-    /// <summary>The host's leak findings after the teardown; empty when clean.</summary>
+    /// <summary>The host's leak and isolation findings after the teardown; empty when clean.</summary>
     public required IReadOnlyList<string> Leaks { get; init; }
+
+    /// <summary>The displif requests the backend answered with success, by operation ("DBUF_CREATE 2, ...").</summary>
+    public string Requests { get; init; } = "";
+
+    /// <summary>The xenbus states dom0's backend switched to, in order ("InitWait, Connected, InitWait, Closed").</summary>
+    public string BackendStates { get; init; } = "";
+
+    /// <summary>The frontend's device directory in xenstore (<c>/local/domain/1/device/vdispl/0</c>).</summary>
+    public string DevicePath { get; init; } = "";
 
     /// <summary>Page flips per second over <see cref="Elapsed"/>.</summary>
     public double FlipsPerSecond => FramesCompleted == 0 || Elapsed <= TimeSpan.Zero ? 0 : FramesCompleted / Elapsed.TotalSeconds;

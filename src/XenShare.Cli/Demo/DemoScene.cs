@@ -1,25 +1,38 @@
 using System.Diagnostics;
+using System.Globalization;
 using XenShare.Emulation;
 using XenShare.Emulation.Hypervisor;
 using XenShare.Emulation.Kernel;
+using XenShare.Xenstore;
+using DisplifAbi = XenShare.Abi.Displif;
 
 namespace XenShare.Cli.Demo;
 
 /// <summary>
-/// The demo scene on a fresh emulated host sized for it: a domU frontend (<see cref="DemoFrontend"/>) and a dom0
-/// backend (<see cref="DemoBackend"/>), each on its own thread, talking through granted pages, a
-/// <see cref="DisplayRing"/> and an event channel. After the run (or a cancellation) both sides tear down, the
-/// host's leak check runs, and the contact sheet is written.
+/// The demo scene on a fresh emulated host sized for it, on the PV display protocol as real drivers speak it:
+/// the toolstack writes the <c>vdispl/0</c> device directories in the emulated xenstore (as <c>xl</c> does for
+/// <c>vdispl = [ 'backend=0,be-alloc=..,connectors=demo0:WxH' ]</c>), dom0's <see cref="DemoBackend"/> (the
+/// library's displif backend) and domU's <see cref="DemoFrontend"/> (the library's displif frontend) each
+/// walk the xenbus states to Connected, and the frames travel as displif requests on the shared ring and flip
+/// events on the event page. After the run (or a cancellation) both sides tear down, the host's leak and
+/// isolation checks run, and the contact sheet is written.
 /// </summary>
 internal static class DemoScene
 {
-    private static readonly TimeSpan JoinTimeout = TimeSpan.FromMinutes(2);
+    /// <summary>The vdispl device id.</summary>
+    public const int DeviceId = 0;
 
-    /// <summary>Runs the scene. <paramref name="frameDone"/> is called (on the frontend's thread) with the number
-    /// of flips completed so far. Cancelling <paramref name="cancellationToken"/> stops both sides; the result then
+    private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Runs the scene. <paramref name="frameDone"/> is called (on the frontend's side) with the number
+    /// of frames shown so far. Cancelling <paramref name="cancellationToken"/> stops both sides; the result then
     /// has <see cref="DemoResult.Cancelled"/> set and still reports the teardown's leak check. Errors of either
-    /// side are rethrown after the teardown.</summary>
-    public static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
+    /// side are rethrown (as <see cref="InvalidOperationException"/>) after the teardown.</summary>
+    public static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default) =>
+        RunAsync(options, frameDone, cancellationToken).GetAwaiter().GetResult();
+
+    /// <summary>The asynchronous form of <see cref="Run"/>.</summary>
+    public static async Task<DemoResult> RunAsync(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         var problems = options.Validate();
@@ -31,8 +44,14 @@ internal static class DemoScene
         int grantFrames = Math.Max(64, ((bufferPages + 64) / 512) + 2);
         var domUConfig = new DomainConfig { RamPages = bufferPages + 2048, MaxGrantFrames = grantFrames };
         var domUKernel = new KernelOptions { GntAllocLimit = bufferPages + 64 };
-        // dom0 needs each framebuffer as one contiguous DMA allocation, plus a frame for copy mode.
-        var dom0Config = new DomainConfig { RamPages = bufferPages + options.PagesPerBuffer + 4096, UnpopulatedPages = Math.Max(65536, bufferPages + 1024) };
+        // dom0: each framebuffer as one contiguous DMA allocation (be-alloc), or mapped for export, plus a frame
+        // for the copy path; and grant frames for the refs it grants with be-alloc.
+        var dom0Config = new DomainConfig
+        {
+            RamPages = (2 * bufferPages) + options.PagesPerBuffer + 4096,
+            UnpopulatedPages = Math.Max(65536, bufferPages + 1024),
+            MaxGrantFrames = grantFrames,
+        };
         int machineFrames = domUConfig.RamPages + dom0Config.RamPages + (4 * grantFrames) + 16384;
 
         using var host = new EmulatedHost(machineFrames, dom0Config);
@@ -41,56 +60,97 @@ internal static class DemoScene
         var frontendProcess = domU.StartProcess();
         try
         {
-            using var xenbus = new DemoXenbus();
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var frontend = new DemoFrontend(options, frontendProcess, host.Dom0.Id, xenbus, frameDone);
-            var backend = new DemoBackend(options, backendProcess, domU.Id, xenbus);
-            Exception? frontendError = null, backendError = null;
-            long start = Stopwatch.GetTimestamp();
-            var frontendThread = Start("demo-frontend (domU)", () => frontend.Run(stop.Token), e => { frontendError = e; stop.Cancel(); });
-            var backendThread = Start("demo-backend (dom0)", () => backend.Run(stop.Token), e => { backendError = e; stop.Cancel(); });
-            bool joined = frontendThread.Join(JoinTimeout) & backendThread.Join(JoinTimeout);
-            var elapsed = Stopwatch.GetElapsedTime(start);
-            if (!joined) throw new TimeoutException("the demo's frontend or backend did not stop");
+            // The toolstack (xl): both device directories, then the vdispl fields in the frontend directory.
+            var (fePath, _) = host.AddDevice(domU, host.Dom0, DisplifAbi.XENDISPL_DRIVER_NAME, DeviceId);
+            Toolstack(host, fePath + "/" + DisplifAbi.XENDISPL_FIELD_BE_ALLOC, options.BackendAllocated ? "1" : "0");
+            Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_RESOLUTION, string.Create(CultureInfo.InvariantCulture, $"{options.Width}x{options.Height}"));
+            Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_UNIQUE_ID, "demo0");
 
-            bool idle = backendProcess.WaitIdle(TimeSpan.FromSeconds(30)) & frontendProcess.WaitIdle(TimeSpan.FromSeconds(30));
+            var recorder = new DemoRecorder(options);
+            var frontend = new DemoFrontend(options, frameDone);
+            Exception? failure = null;
+            bool cancelled = false;
+            long start = Stopwatch.GetTimestamp();
+            TimeSpan elapsed;
+            var backend = await DemoBackend.StartAsync(options, backendProcess, host.Dom0.Id, domU.Id, DeviceId, recorder, CancellationToken.None)
+                .ConfigureAwait(false);
+            try
+            {
+                var client = XenstoreClient.OpenXenbus(frontendProcess);
+                await using (client.ConfigureAwait(false))
+                {
+                    try
+                    {
+                        await Task.Run(() => frontend.RunAsync(client, frontendProcess, domU.Id, DeviceId, cancellationToken), CancellationToken.None)
+                            .ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                    {
+                        cancelled = frontend.Completed < options.Frames;
+                    }
+                    catch (Exception e)
+                    {
+                        failure = e;
+                    }
+                }
+                elapsed = Stopwatch.GetElapsedTime(start);
+            }
+            finally
+            {
+                await backend.DisposeAsync().ConfigureAwait(false);
+            }
+
+            bool idle = backendProcess.WaitIdle(IdleTimeout) & frontendProcess.WaitIdle(IdleTimeout);
             var leaks = new List<string>(host.CheckLeaks());
             leaks.AddRange(host.CheckIsolation());
             if (!idle) leaks.Add("a system call was still in progress after the teardown");
-            if (frontend.BackendCloseTimedOut) leaks.Add("the backend did not close before the frontend ended grant access");
+            if (frontend.BackendCloseTimedOut) leaks.Add("the backend did not let go before the frontend closed the device");
 
-            // The side that failed first cancels the other, which then ends with OperationCanceledException.
-            var failure = frontendError is not null and not OperationCanceledException ? frontendError
-                : backendError is not null and not OperationCanceledException ? backendError
-                : null;
-            if (failure is not null) throw new InvalidOperationException("the demo failed: " + failure.Message, failure);
-            bool cancelled = cancellationToken.IsCancellationRequested && frontend.Completed < options.Frames;
-            if (!cancelled && (frontendError ?? backendError) is { } stopped) throw new InvalidOperationException("the demo stopped unexpectedly", stopped);
+            if (failure is not null)
+            {
+                string why = backend.Fault is { } fault ? $" (backend: {fault.Message})" : "";
+                throw new InvalidOperationException("the demo failed: " + failure.Message + why, failure);
+            }
 
             string? sheetPath = null;
-            if (!cancelled && backend.Sheet is { Count: > 0 } sheet)
+            if (!cancelled && recorder.Sheet is { Count: > 0 } sheet)
             {
                 sheetPath = options.ContactSheetPath;
                 sheet.Save(sheetPath);
             }
 
+            int shown = frontend.Completed;
+            var displayPath = new double[shown];
+            long displayTicks = 0;
+            for (int f = 0; f < shown; f++)
+            {
+                long ticks = Math.Max(0, frontend.RoundTripTicks(f) - recorder.OutputTicks(f));
+                displayTicks += ticks;
+                displayPath[f] = Stopwatch.GetElapsedTime(0, ticks).TotalMicroseconds;
+            }
+
+            var scanout = backend.Scanout;
+            var copy = backend.Copy;
             return new DemoResult
             {
                 Options = options,
-                FramesCompleted = frontend.Completed,
+                FramesCompleted = shown,
                 Cancelled = cancelled,
                 Elapsed = elapsed,
-                DisplayPathTime = backend.DisplayPathTime,
-                MicrosecondsPerFlip = backend.MedianFlipMicroseconds,
-                CpuBytesCopied = backend.CpuBytesCopied,
-                SetupGrantOps = backend.SetupGrantOps,
-                GrantOpsPerFrame = backend.Flips == 0 ? 0 : backend.FrameGrantOps / backend.Flips,
-                ScanoutSegments = backend.ScanoutSegments,
-                ZeroCopyFrames = backend.ZeroCopyFrames,
-                PngFiles = backend.PngFiles,
+                DisplayPathTime = Stopwatch.GetElapsedTime(0, displayTicks),
+                MicrosecondsPerFlip = Median(displayPath),
+                CpuBytesCopied = scanout is not null ? scanout.Engine.CpuBytesCopied : copy!.BytesCopied,
+                SetupGrantOps = 2 + ((long)options.Buffers * options.PagesPerBuffer),
+                GrantOpsPerFrame = copy is null || copy.Presents == 0 ? 0 : copy.GrantOps / copy.Presents,
+                ScanoutSegments = scanout?.SegmentCounts ?? [],
+                ZeroCopyFrames = scanout?.Engine.ZeroCopyFrames ?? 0,
+                PngFiles = recorder.PngFiles,
                 ContactSheet = sheetPath,
-                Released = backend.Released,
+                Released = frontend.Released,
                 Leaks = leaks,
+                Requests = backend.RequestSummary(),
+                BackendStates = backend.StateSummary(),
+                DevicePath = fePath,
             };
         }
         finally
@@ -100,22 +160,19 @@ internal static class DemoScene
         }
     }
 
-    private static Thread Start(string name, Action body, Action<Exception> failed)
+    private static void Toolstack(EmulatedHost host, string path, string value)
     {
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                body();
-            }
-            catch (Exception e)
-            {
-                failed(e);
-            }
-        })
-        { IsBackground = true, Name = name };
-        thread.Start();
-        return thread;
+        int rc = host.Xenstore.Write(path, value);
+        if (rc < 0) throw new InvalidOperationException($"xenstore write of {path} failed: {XenShare.Abi.Errno.Name(-rc)}");
+    }
+
+    private static double Median(double[] values)
+    {
+        if (values.Length == 0) return 0;
+        var sorted = (double[])values.Clone();
+        Array.Sort(sorted);
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     }
 
     /// <summary>Removes the files of an earlier run (only the demo's own names) so the folder shows this run.</summary>

@@ -80,6 +80,20 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void P11_row_is_well_formed_and_measures_the_protocol_at_1080p()
+    {
+        // The fixture checks itself (every flip presented once, latched in place, events in order) and tears
+        // the device down; a failure of either throws here.
+        var row = Assert.Single(BenchTargets.Run(BenchTargets.Select("P11", out _), BenchOptions.Quick));
+        AssertWellFormed(row);
+        Assert.Equal("P11", row.Id);
+        Assert.Equal("<= 0.01", row.Target);
+        Assert.Equal("µs/flip", row.Unit);
+        Assert.Contains("PG_FLIP", row.What, StringComparison.Ordinal);
+        Assert.Contains("1920x1080", row.What, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void P3_row_is_well_formed_and_reports_flatness()
     {
         var rows = BenchTargets.Run(BenchTargets.Select("P3", out _), BenchOptions.Quick);
@@ -107,7 +121,7 @@ public sealed class BenchCommandTests
     [Fact]
     public void Only_implemented_targets_are_listed()
     {
-        Assert.Equal(["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P12"], BenchTargets.All.Select(t => t.Id));
+        Assert.Equal(["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P11", "P12"], BenchTargets.All.Select(t => t.Id));
     }
 
     [Fact]

@@ -4,8 +4,10 @@ using XenShare.Cli.Demo;
 
 namespace XenShare.Tests.Demo;
 
-/// <summary>The demo scene in-process at a small size: frames on disk with the right pixels, zero CPU copies on
-/// the zero-copy path, a clean teardown, bad options and cancellation. Never asserts speed.</summary>
+/// <summary>The demo scene in-process at a small size, on the displif protocol (the library's frontend and backend
+/// meeting through the emulated xenstore), with frontend- and backend-allocated buffers: frames on disk with the
+/// right pixels, zero CPU copies on the zero-copy path, a clean teardown (leak and isolation checks), bad options
+/// and cancellation. Never asserts speed.</summary>
 public sealed class DemoPipelineTests : IDisposable
 {
     private const int Width = 128;
@@ -24,14 +26,15 @@ public sealed class DemoPipelineTests : IDisposable
         }
     }
 
-    private DemoOptions Options(bool copy = false, int frames = 6, int buffers = 2) => new()
+    private DemoOptions Options(bool copy = false, int frames = 6, int buffers = 2, bool beAlloc = false) => new()
     {
         Width = Width,
         Height = Height,
         Frames = frames,
         Buffers = buffers,
         Copy = copy,
-        OutputDirectory = Path.Combine(_dir.FullName, copy ? "copy" : "zero"),
+        BackendAllocated = beAlloc,
+        OutputDirectory = Path.Combine(_dir.FullName, copy ? "copy" : beAlloc ? "be-alloc" : "zero"),
     };
 
     private static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
@@ -59,10 +62,12 @@ public sealed class DemoPipelineTests : IDisposable
         }
     }
 
-    [Fact]
-    public void ZeroCopyRunWritesCorrectFramesWithoutCpuCopiesAndTearsDownClean()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ZeroCopyRunWritesCorrectFramesWithoutCpuCopiesAndTearsDownClean(bool beAlloc)
     {
-        var o = Options();
+        var o = Options(beAlloc: beAlloc);
         var completed = new List<int>();
         var result = Run(o, n => { lock (completed) completed.Add(n); });
 
@@ -75,9 +80,18 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Equal(0, result.CpuBytesCopied);
         Assert.Equal(o.Frames, result.ZeroCopyFrames);
         Assert.Equal(0, result.GrantOpsPerFrame);
-        Assert.Equal(1 + (o.Buffers * o.PagesPerBuffer), result.SetupGrantOps);
+        Assert.Equal(2 + (o.Buffers * o.PagesPerBuffer), result.SetupGrantOps);
         Assert.Equal(o.Buffers, result.ScanoutSegments.Count);
         Assert.All(result.ScanoutSegments, s => Assert.Equal(1, s));
+
+        // The frames went over displif: two buffers created and attached, frame 0 shown by the mode set, the
+        // rest by page flips, then the connector off and everything detached and destroyed.
+        Assert.Equal("/local/domain/1/device/vdispl/0", result.DevicePath);
+        // dom0 walked the xenbus states: InitWait, Connected with the frontend, InitWait again after its close,
+        // Closed when the backend stopped.
+        Assert.Contains("InitWait, Connected, InitWait", result.BackendStates, StringComparison.Ordinal);
+        Assert.EndsWith("Closed", result.BackendStates, StringComparison.Ordinal);
+        Assert.Equal($"DBUF_CREATE {o.Buffers}, FB_ATTACH {o.Buffers}, SET_CONFIG 2, PG_FLIP {o.Frames - 1}, FB_DETACH {o.Buffers}, DBUF_DESTROY {o.Buffers}", result.Requests);
 
         Assert.True(result.Released);
         Assert.Empty(result.Leaks);
@@ -98,6 +112,7 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Equal(o.Frames * o.FrameBytes, result.CpuBytesCopied);
         Assert.Equal(o.PagesPerBuffer, result.GrantOpsPerFrame);
         Assert.Empty(result.ScanoutSegments);
+        Assert.Contains($"PG_FLIP {o.Frames - 1}", result.Requests, StringComparison.Ordinal);
         Assert.True(result.Released);
         Assert.Empty(result.Leaks);
     }
@@ -112,10 +127,12 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Empty(result.Leaks);
     }
 
-    [Fact]
-    public void CancellationMidRunTearsDownCleanly()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CancellationMidRunTearsDownCleanly(bool beAlloc)
     {
-        var o = Options(frames: 100_000);
+        var o = Options(frames: 100_000, beAlloc: beAlloc);
         using var cts = new CancellationTokenSource();
         var result = Run(o, n => { if (n == 3) cts.Cancel(); }, cts.Token);
 
@@ -152,6 +169,14 @@ public sealed class DemoPipelineTests : IDisposable
     }
 
     [Fact]
+    public void CopyAndBeAllocTogetherGiveAMessageAndANonZeroExit()
+    {
+        var (exitCode, _, error) = Invoke("demo", "--width", "128", "--height", "96", "--frames", "2", "--out", Path.Combine(_dir.FullName, "bad"), "--copy", "--be-alloc");
+        Assert.Equal(DemoCommand.ErrorExitCode, exitCode);
+        Assert.Contains("--be-alloc", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void UnwritableOutputFolderGivesAMessageAndANonZeroExit()
     {
         string file = Path.Combine(_dir.FullName, "a-file");
@@ -161,12 +186,17 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Contains("--out", error, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void CommandRunsAndPrintsTheSummaryTable()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CommandRunsAndPrintsTheSummaryTable(bool beAlloc)
     {
-        string folder = Path.Combine(_dir.FullName, "cmd");
-        var (exitCode, output, error) = Invoke("demo", "--width", "128", "--height", "96", "--frames", "3", "--out", folder);
+        string folder = Path.Combine(_dir.FullName, beAlloc ? "cmd-be" : "cmd");
+        string[] args = ["demo", "--width", "128", "--height", "96", "--frames", "3", "--out", folder];
+        var (exitCode, output, error) = Invoke(beAlloc ? [.. args, "--be-alloc"] : args);
         Assert.True(exitCode == 0, error);
+        Assert.Contains(beAlloc ? "be-alloc 1" : "be-alloc 0", output, StringComparison.Ordinal);
+        Assert.Contains("PG_FLIP 2", output, StringComparison.Ordinal);
         Assert.Contains("flips/s", output, StringComparison.Ordinal);
         Assert.Contains("CPU bytes copied", output, StringComparison.Ordinal);
         Assert.Contains("leak check clean", output, StringComparison.Ordinal);

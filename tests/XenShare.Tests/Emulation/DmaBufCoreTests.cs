@@ -28,6 +28,20 @@ public sealed class DmaBufCoreTests : DmaBufTest
     }
 
     [Fact]
+    public async Task DB01_WhenReleased_CompletesAtTheLastReference_NotBefore()
+    {
+        int fd = SystemHeap.Allocate(P0, 2, contiguous: true);
+        Assert.True(fd >= 0, "heap: " + fd);
+        var buf = GetBuf(P0, fd);   // dma_buf_get: an in-kernel reference
+        Task released = buf.WhenReleased;
+        Assert.Equal(0, P0.Close(fd));
+        Assert.False(released.IsCompleted);   // the kernel reference still holds it
+        buf.Put();
+        await released.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(buf.Released);
+    }
+
+    [Fact]
     public void DB01_MmapKeepsBufferAlive()
     {
         int before = RamFree;

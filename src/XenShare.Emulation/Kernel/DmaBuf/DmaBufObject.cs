@@ -16,6 +16,7 @@ public sealed class DmaBufObject
 {
     private readonly List<DmaBufAttachment> _attachments = new();   // also the lock
     private readonly DmaBufFile _file;
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private DmaBufObject(GuestKernel kernel, DmaBufOps ops, long size, object? exporterData)
     {
@@ -49,6 +50,10 @@ public sealed class DmaBufObject
 
     /// <summary>True once the exporter's release has run.</summary>
     public bool Released { get; private set; }
+
+    /// <summary>Completes once the exporter's release has run (the last reference went): what an exporter
+    /// waits on before it reuses the memory, the kernel-side counterpart of gntdev's EXP_WAIT_RELEASED.</summary>
+    public Task WhenReleased => _released.Task;
 
     internal KernelFile File => _file;
 
@@ -133,7 +138,14 @@ public sealed class DmaBufObject
     private void OnRelease()
     {
         Released = true;
-        Ops.Release!(this);
+        try
+        {
+            Ops.Release!(this);
+        }
+        finally
+        {
+            _released.TrySetResult();
+        }
     }
 
     private int Sync(ulong flags)
