@@ -271,6 +271,7 @@ rm -rf "$R/tool"
 cp "$MB/xen-gntdev.ko" "$R/lib/modules/1-xen-gntdev.ko"
 cp -a "$PUB"/. "$R/opt/xenshare/"
 echo "${XENSHARE_REALXEN_ARGS:-}" > "$R/opt/xenshare/args"
+[ "${XENSHARE_REALXEN_DISPLAY_ONLY:-0}" != 1 ] || { [ "$DISPLAY_STAGE" = 1 ] || die "XENSHARE_REALXEN_DISPLAY_ONLY=1 needs XENSHARE_REALXEN_DISPLAY=1"; : > "$R/opt/xenshare/display-only"; }
 printf '%s\n' "${XENSHARE_REALXEN_DOM0_CMD:-}" > "$R/opt/xenshare/dom0-cmd"
 if [ -n "${XENSHARE_REALXEN_PAYLOAD:-}" ]; then
     [ -d "$XENSHARE_REALXEN_PAYLOAD" ] || die "XENSHARE_REALXEN_PAYLOAD=$XENSHARE_REALXEN_PAYLOAD is not a folder"
