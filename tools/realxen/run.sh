@@ -44,8 +44,8 @@ t0=$(date +%s)
 
 say() { echo "realxen: $*"; }
 # The PV display part (Linux's xen-drm-front in a third domU served by `xenshare display-backend` in dom0):
-# XENSHARE_REALXEN_DISPLAY=1 turns it on (off by default until the tool's display-backend command lands).
-DISPLAY_STAGE=${XENSHARE_REALXEN_DISPLAY:-0}
+# on unless XENSHARE_REALXEN_DISPLAY=0; XENSHARE_REALXEN_DISPLAY_ONLY=1 runs only it (a quick loop).
+DISPLAY_STAGE=${XENSHARE_REALXEN_DISPLAY:-1}
 die() { echo "realxen: FAILED: $*"; exit 2; }
 step() { say "[$(( $(date +%s) - t0 ))s] $*"; }
 

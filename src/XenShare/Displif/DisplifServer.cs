@@ -88,12 +88,14 @@ public static class DisplifServer
     {
         await Task.Yield();   // each device on its own continuation: the watch loop goes on at once
         Exception? failure = null;
+        bool opened = false;
         try
         {
             var device = await DisplifBackend.OpenAsync(client, process, backend, id.Frontend, id.Id, sinkFor(id), options, ct)
                 .ConfigureAwait(false);
             await using (device.ConfigureAwait(false))
             {
+                opened = true;
                 started?.Invoke(id, device);
                 await device.RunAsync(ct).ConfigureAwait(false);
             }
@@ -106,6 +108,7 @@ public static class DisplifServer
         {
             failure = e;
         }
-        ended?.Invoke(id, failure);
+        // A device that was never opened because the server stopped has nothing to report.
+        if (opened || failure is not null) ended?.Invoke(id, failure);
     }
 }
