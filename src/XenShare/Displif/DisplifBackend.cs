@@ -168,24 +168,8 @@ public sealed class DisplifBackend : IXenbusBackendHandler, IAsyncDisposable
         await connection.ConnectAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Reads <c>be-alloc</c> and the connectors from the frontend directory (DP01).</summary>
-    private static async Task<(IReadOnlyList<DisplifConnector>, bool)> ReadConfigurationAsync(XenbusBackendDevice device, CancellationToken ct)
-    {
-        string? beAlloc = await device.Client.TryReadStringAsync(device.FrontendPath + "/" + DisplifAbi.XENDISPL_FIELD_BE_ALLOC, ct).ConfigureAwait(false);
-        var connectors = new List<DisplifConnector>();
-        for (int n = 0; n < 64; n++)
-        {
-            string dir = device.FrontendPath + "/" + n.ToString(CultureInfo.InvariantCulture) + "/";
-            string? resolution = await device.Client.TryReadStringAsync(dir + DisplifAbi.XENDISPL_FIELD_RESOLUTION, ct).ConfigureAwait(false);
-            if (resolution is null) break;
-            if (!DisplifConnector.TryParseResolution(resolution.Trim(), out int w, out int h))
-                throw new InvalidDataException($"{dir}{DisplifAbi.XENDISPL_FIELD_RESOLUTION} is '{resolution}', not WxH");
-            string uniqueId = await device.Client.TryReadStringAsync(dir + DisplifAbi.XENDISPL_FIELD_UNIQUE_ID, ct).ConfigureAwait(false) ?? "";
-            connectors.Add(new DisplifConnector(n, w, h, uniqueId));
-        }
-        if (connectors.Count == 0) throw new InvalidDataException($"{device.FrontendPath} has no connector (0/{DisplifAbi.XENDISPL_FIELD_RESOLUTION})");
-        return (connectors, beAlloc is not null && beAlloc.Trim() == "1");
-    }
+    private static Task<(IReadOnlyList<DisplifConnector> Connectors, bool BackendAllocates)> ReadConfigurationAsync(XenbusBackendDevice device, CancellationToken ct) =>
+        DisplifConfiguration.ReadAsync(device.Client, device.FrontendPath, ct);
 
     async Task IXenbusBackendHandler.DisconnectAsync(XenbusBackendDevice device, XenbusDisconnectReason reason)
     {
