@@ -56,6 +56,10 @@ public static class TwoDomainScenarios
         }
     }
 
+    /// <summary>Refs posted in a mailbox as "r1,r2,...".</summary>
+    private static GrantRef[] ParseRefs(string posted) =>
+        posted.Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+
     private static byte[] Pattern(string who, int page) => System.Text.Encoding.ASCII.GetBytes($"{who}-PAGE-{page}");
 
     // ------------------------------------------------------------------ XD01
@@ -79,7 +83,7 @@ public static class TwoDomainScenarios
         var mb = c.Mailbox("XD01");
         try
         {
-            var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+            var refs = ParseRefs(await mb.WaitForAsync("refs"));
             using var dev = GrantDevice.Open(c.Process);
             using (var map = dev.Map(c.Peer, refs))
             {
@@ -136,7 +140,7 @@ public static class TwoDomainScenarios
         var mb = c.Mailbox("GT10");
         try
         {
-            var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+            var refs = ParseRefs(await mb.WaitForAsync("refs"));
             using var dev = GrantDevice.Open(c.Process);
             using var map = dev.Map(c.Peer, refs.AsSpan(0, 1));
             var export = dev.ExportDmaBuf(c.Peer, refs.AsSpan(1));
@@ -165,7 +169,7 @@ public static class TwoDomainScenarios
     private static async Task EI05DomU(TwoDomainContext c)
     {
         var mb = c.Mailbox("EI05");
-        var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        var refs = ParseRefs(await mb.WaitForAsync("refs"));
         Check.Equal(3, refs.Length, "ref count");
         Check.Equal(3, refs.Distinct().Count(), "the refs are distinct (EI05)");
         Check.True(refs.All(r => r.Value >= 8), "no ref in 0..7 (EI05)");
@@ -306,7 +310,7 @@ public static class TwoDomainScenarios
     {
         var mb = c.Mailbox("XD03");
         // XD04: map dom0's import refs and keep the mapping.
-        var importRefs = (await mb.WaitForAsync("import-refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        var importRefs = ParseRefs(await mb.WaitForAsync("import-refs"));
         using var dev = GrantDevice.Open(c.Process);
         using var map = dev.Map(c.Peer, importRefs);
         Check.True(map.Span.StartsWith(Pattern("DOM0", 0)), "dom0's import seen in the domU");
@@ -333,7 +337,7 @@ public static class TwoDomainScenarios
         int key = local.Fd;
         Check.Ok(Raw.Import(p, dev.Fd, key, 1, c.Peer, out uint[] importRefs), "IMP_TO_REFS for the victim");
         await mb.PostAsync("import-refs", string.Join(",", importRefs));
-        var all = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        var all = ParseRefs(await mb.WaitForAsync("refs"));
         var refs = all[..2];
         var map = dev.Map(c.Peer, refs);
         var export = dev.ExportDmaBuf(c.Peer, refs);
@@ -426,7 +430,7 @@ public static class TwoDomainScenarios
     private static async Task XD02DomU(TwoDomainContext c)
     {
         var mb = c.Mailbox("XD02");
-        var refs = (await mb.WaitForAsync("refs")).Split(',').Select(r => new GrantRef(uint.Parse(r, CultureInfo.InvariantCulture))).ToArray();
+        var refs = ParseRefs(await mb.WaitForAsync("refs"));
         using var dev = GrantDevice.Open(c.Process);
         using (var map = dev.Map(c.Peer, refs))
         {
