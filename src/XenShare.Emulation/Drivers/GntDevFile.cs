@@ -395,14 +395,20 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         return 0;
     }
 
-    /// <summary>The last mmap of a map went: its grants are unmapped (GD03; at once, or when the pages'
-    /// extra references go) and the mmap's user dropped.</summary>
+    /// <summary>The mmap of a map went (GD03). On x86 PV (use_ptemod) the grants are unmapped now, as
+    /// Linux's MMU notifier does (at once, or when the pages' extra references go), notify byte included;
+    /// on an auto-translated domain only the mmap's user is dropped: the grants stay mapped, the map stays
+    /// listed (its in-use flag stays, so it cannot be mmapped again) and the unmap and its notification
+    /// wait for the last user (UNMAP_GRANT_REF or the file's release).</summary>
     void IVmaOwner.Close(Vma vma)
     {
         var map = (GrantMap)vma.Tag!;
-        bool unmap;
-        lock (_lock) unmap = ClaimUnmapLocked(map);
-        if (unmap) UnmapWhenIdle(map);
+        if (UsePtemod)
+        {
+            bool unmap;
+            lock (_lock) unmap = ClaimUnmapLocked(map);
+            if (unmap) UnmapWhenIdle(map);
+        }
         PutMap(map);
     }
 

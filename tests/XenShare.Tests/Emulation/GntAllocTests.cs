@@ -203,13 +203,14 @@ public sealed class GntAllocTests : EmulatorTest
         Assert.Equal(0x10, Mem(da, Page)[0]);
         Assert.Equal(0x11, Mem(da, Page)[1]);
 
-        Assert.Equal(0, P0.Munmap(da, Page));                     // peer gone: access ended, page freed
+        Assert.Equal(0, P0.Munmap(da, Page));                     // GD03 (Arm): the peer's grant stays mapped
+        Assert.Equal(1, DomU.Kernel.DeferredReclaims);
+        Assert.Equal(0, UnmapGrantRef(P0, gd, off, 1));           // peer gone: access ended, page freed
         Assert.Equal(Gtf.invalid, Entry(DomU, refs[0]).Flags);
         Assert.Equal(0, DomU.Kernel.DeferredReclaims);
         Assert.Equal(0, DomU.Kernel.GrantRefsInUse);
         Assert.Equal(ramFree + 1, DomU.Kernel.Ram.FreeCount);
 
-        Assert.Equal(0, UnmapGrantRef(P0, gd, off, 1));
         Assert.Equal(0, P0.Close(gd));
         Assert.Equal(0, PU.Close(ga));
         AssertNoLeaks();

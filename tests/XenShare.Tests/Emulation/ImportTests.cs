@@ -394,13 +394,14 @@ public sealed class ImportTests : DmaBufTest
         Assert.Equal(2, K0.DeferredReclaims);
         Assert.True(K0.OldestDeferredReclaimAge > TimeSpan.Zero);
 
-        Assert.Equal(0, PU.Munmap(m.Va, 2 * 4096));                // D06: reclaimed right here, no timer
+        Assert.Equal(0, PU.Munmap(m.Va, 2 * 4096));
+        Assert.Equal(2, K0.DeferredReclaims);                      // GD03 (Arm): the peer still maps the grants
+        Assert.Equal(0, UnmapGrantRef(PU, m.Gd, m.Off, 2));        // D06: reclaimed right here, no timer
         Assert.Equal(0, K0.DeferredReclaims);
         Assert.Equal(TimeSpan.Zero, K0.OldestDeferredReclaimAge);
         Assert.Equal(0, K0.GrantRefsInUse);
         AssertEntriesInvalid(refs);
         Assert.Equal(ramFree + 3, K0.Ram.FreeCount);
-        Assert.Equal(0, UnmapGrantRef(PU, m.Gd, m.Off, 2));
         Assert.Equal(0, PU.Close(m.Gd));
         Assert.Equal(0, P0.Close(gd));
         _ = frames;
@@ -418,8 +419,9 @@ public sealed class ImportTests : DmaBufTest
         Assert.Equal(0, P0.Close(fd));
         Assert.Equal(40, K0.DeferredReclaims);
         Assert.Equal(0, PU.Munmap(m.Va, 40 * 4096));
-        Assert.Equal(0, K0.DeferredReclaims);
+        Assert.Equal(40, K0.DeferredReclaims);                     // GD03 (Arm): the peer still maps the grants
         Assert.Equal(0, UnmapGrantRef(PU, m.Gd, m.Off, 40));
+        Assert.Equal(0, K0.DeferredReclaims);
         Assert.Equal(0, PU.Close(m.Gd));
         Assert.Equal(0, P0.Close(gd));
         AssertNoLeaks();
@@ -475,8 +477,9 @@ public sealed class ImportTests : DmaBufTest
         Assert.Equal(0, P0.Close(fd));
         Assert.Equal(2, K0.DeferredReclaims);
         Assert.Equal(0, PU.Munmap(m.Va, 2 * 4096));
-        Assert.Equal(0, K0.DeferredReclaims);
+        Assert.Equal(2, K0.DeferredReclaims);                      // GD03 (Arm): the peer still maps the grants
         Assert.Equal(0, UnmapGrantRef(PU, m.Gd, m.Off, 2));
+        Assert.Equal(0, K0.DeferredReclaims);
         Assert.Equal(0, PU.Close(m.Gd));
         AssertNoLeaks();
     }
