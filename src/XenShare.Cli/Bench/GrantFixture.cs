@@ -114,7 +114,7 @@ internal sealed class GrantFixture : IDisposable
         var gfns = TakeDom0Unpopulated(count);
         var ops = new GnttabMapGrantRef[count];
         for (int i = 0; i < count; i++)
-            ops[i] = new GnttabMapGrantRef { HostAddr = gfns[i].Value << 12, Flags = GntMap.host_map, Ref = new GrantRef(Refs[first + i]), Dom = DomU.Id };
+            ops[i] = new GnttabMapGrantRef { HostAddr = XenPage.AddressOf(gfns[i].Value), Flags = GntMap.host_map, Ref = new GrantRef(Refs[first + i]), Dom = DomU.Id };
         return ops;
     }
 
@@ -177,18 +177,18 @@ internal sealed class GrantFixture : IDisposable
         if (_gntDevFd >= 0) throw new InvalidOperationException("grant copy already prepared");
         _gntDevFd = Check(Dom0Process.Open("/dev/xen/gntdev", Posix.O_RDWR | Posix.O_CLOEXEC), "open gntdev");
         int segBytes = count * System.Runtime.CompilerServices.Unsafe.SizeOf<gntdev_grant_copy_segment>();
-        long segPages = (segBytes + 4095) / 4096;
-        _copyMappingLength = (segPages + count) * 4096;
+        long segPages = XenPage.PagesFor(segBytes);
+        _copyMappingLength = (segPages + count) * XenPage.Size;
         _copyMapping = Dom0Process.Mmap(-1, 0, _copyMappingLength, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_PRIVATE | Posix.MAP_ANONYMOUS);
         if (_copyMapping < 0) throw new InvalidOperationException($"anonymous mmap failed: {_copyMapping}");
-        long dest = _copyMapping + segPages * 4096;
+        long dest = _copyMapping + segPages * XenPage.Size;
         var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(GuestMemory.AsSpan(_copyMapping, segBytes));
         for (int i = 0; i < count; i++)
         {
             segs[i] = default;
             segs[i].source.foreign = new gntdev_grant_copy_foreign { @ref = Refs[first + i], offset = 0, domid = DomU.Id.Value };
-            segs[i].dest.virt = (ulong)(dest + (long)i * 4096);
-            segs[i].len = 4096;
+            segs[i].dest.virt = (ulong)(dest + (long)i * XenPage.Size);
+            segs[i].len = XenPage.Size;
             segs[i].flags = GntCopy.source_gref;
         }
         var arg = new byte[System.Runtime.CompilerServices.Unsafe.SizeOf<ioctl_gntdev_grant_copy>()];

@@ -85,7 +85,7 @@ internal sealed class P11DisplifFlip : BenchTarget
 
         private FlipFixture()
         {
-            int pages = 2 * (((Width * Height * 4) + 4095) / 4096);
+            int pages = 2 * Abi.XenPage.PagesFor(Width * Height * 4);
             var domU = new DomainConfig { RamPages = pages + 2048, MaxGrantFrames = Math.Max(64, (pages / 512) + 4) };
             var dom0 = new DomainConfig { RamPages = pages + 4096, UnpopulatedPages = Math.Max(65536, pages + 1024) };
             _host = new EmulatedHost(domU.RamPages + dom0.RamPages + 16384, dom0);

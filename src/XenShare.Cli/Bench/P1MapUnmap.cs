@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using XenShare.Abi;
 using XenShare.Emulation.Hypervisor;
 
 namespace XenShare.Cli.Bench;
@@ -15,7 +16,7 @@ internal sealed unsafe class P1MapUnmap : BenchTarget
     public const int Batch = 256;
 
     private const long WorkingSetBytes = 64L << 20;
-    private const int WorkingSetPages = (int)(WorkingSetBytes / 4096);
+    private const int WorkingSetPages = (int)(WorkingSetBytes / XenPage.Size);
 
     /// <inheritdoc/>
     public override string Id => "P1";
@@ -36,8 +37,8 @@ internal sealed unsafe class P1MapUnmap : BenchTarget
 
         int batches = options.Scale(160);
         int copies = options.Scale(WorkingSetPages);
-        byte* src = (byte*)NativeMemory.AlignedAlloc((nuint)WorkingSetBytes, 4096);
-        byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)WorkingSetBytes, 4096);
+        byte* src = (byte*)NativeMemory.AlignedAlloc((nuint)WorkingSetBytes, XenPage.Size);
+        byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)WorkingSetBytes, XenPage.Size);
         try
         {
             new Span<byte>(src, (int)WorkingSetBytes).Fill(0x5a);
@@ -56,8 +57,8 @@ internal sealed unsafe class P1MapUnmap : BenchTarget
                     for (int i = 0; i < copies; i++)
                     {
                         next = (next + 1) & (WorkingSetPages - 1);
-                        long at = (long)next * 4096;
-                        new ReadOnlySpan<byte>(src + at, 4096).CopyTo(new Span<byte>(dst + at, 4096));
+                        long at = (long)next * XenPage.Size;
+                        new ReadOnlySpan<byte>(src + at, XenPage.Size).CopyTo(new Span<byte>(dst + at, XenPage.Size));
                     }
                 });
             GrantFixture.CheckStatus(map);

@@ -1,3 +1,4 @@
+using XenShare.Abi;
 using XenShare.Api;
 using XenShare.Emulation.Kernel.Dma;
 using XenShare.Emulation.Kernel.DmaBuf;
@@ -23,8 +24,8 @@ internal sealed class P2ExportFrame : BenchTarget
         var refs = fx.Refs();
         var domU = fx.Guests[0].Id;
         var device = new DmaDevice(fx.Host.Dom0.Kernel, "scanout");
-        var src = new byte[Pages * 4096];
-        var dst = new byte[Pages * 4096];
+        var src = new byte[Pages * XenPage.Size];
+        var dst = new byte[Pages * XenPage.Size];
         src.AsSpan().Fill(0x5a);
         int cycles = Math.Max(1, options.Scale(4));
         var (lifecycle, memcpy) = Measure.Interleaved(

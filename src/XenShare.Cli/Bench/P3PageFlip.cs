@@ -91,7 +91,7 @@ internal sealed class P3PageFlip : BenchTarget
         public FlipFixture((int Width, int Height)[] sizes)
         {
             int pages = 0;
-            foreach (var (w, h) in sizes) pages += 2 * ((w * h * 4) + 4095) / 4096;
+            foreach (var (w, h) in sizes) pages += 2 * ((w * h * 4) + XenPage.Mask) / XenPage.Size;
             var domU = new DomainConfig { RamPages = pages + 2048, MaxGrantFrames = Math.Max(64, (pages / 512) + 4) };
             var dom0 = new DomainConfig { RamPages = pages + 4096 };
             _host = new EmulatedHost(domU.RamPages + dom0.RamPages + 16384, dom0);
@@ -104,9 +104,9 @@ internal sealed class P3PageFlip : BenchTarget
             _gnt = GrantDevice.Open(_back);
             _ringPage = _sharer.Share(_host.Dom0.Id, 1);
             _ringPage.Span.Clear();
-            _frontRing = FrontRing.Initialize(_ringPage.Address, 4096, EntrySize);
+            _frontRing = FrontRing.Initialize(_ringPage.Address, XenPage.Size, EntrySize);
             _ringMap = _gnt.Map(guest.Id, [_ringPage.Refs[0]]);
-            _backRing = new BackRing(_ringMap.Address, 4096, EntrySize);
+            _backRing = new BackRing(_ringMap.Address, XenPage.Size, EntrySize);
             _frontPort = _frontEvents.BindUnbound(_host.Dom0.Id);
             _backPort = _backEvents.BindInterdomain(guest.Id, _frontPort);
             _engine = new ScanoutEngine(_host.Dom0.Kernel, "p3-scanout");
@@ -119,7 +119,7 @@ internal sealed class P3PageFlip : BenchTarget
                 _buffers[s] = new SharedPages[2];
                 for (int b = 0; b < 2; b++)
                 {
-                    var shared = _sharer.Share(_host.Dom0.Id, ((w * h * 4) + 4095) / 4096);
+                    var shared = _sharer.Share(_host.Dom0.Id, XenPage.PagesFor(w * h * 4));
                     _pages.Add(shared);
                     _buffers[s][b] = shared;
                     TestPattern.Draw(shared.Span, w, h, w * 4, b, b);

@@ -1,3 +1,4 @@
+using XenShare.Abi;
 using XenShare.Emulation.Hypervisor;
 
 namespace XenShare.Cli.Bench;
@@ -57,7 +58,7 @@ internal sealed class P4GrantCopy : BenchTarget
         foreach (var batch in batches) GrantFixture.CheckStatus(batch);
         if (!memory.FrameSpan(srcFrames[5]).SequenceEqual(memory.FrameSpan(dstFrames[5]))) throw new InvalidOperationException("grant copy moved the wrong bytes");
 
-        double bytes = (double)passes * WorkingSetPages * 4096;
+        double bytes = (double)passes * WorkingSetPages * XenPage.Size;
         return BenchRow.Create(
             Id,
             "GNTTABOP_copy bandwidth, 4 KiB segments (domU gref -> dom0 frame), XenHost batches of 256, 4 MiB working set, vs Span.CopyTo of the same frames",

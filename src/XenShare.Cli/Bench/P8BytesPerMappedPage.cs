@@ -94,7 +94,7 @@ internal sealed class P8BytesPerMappedPage : BenchTarget
     private static (double Retained, double Allocated) MapOnce(GuestProcess process, byte[] arg, int pages)
     {
         int fd = GrantFixture.Check(process.Open("/dev/xen/gntdev", Posix.O_RDWR | Posix.O_CLOEXEC), "open gntdev");
-        long length = (long)pages * 4096;
+        long length = (long)pages * XenPage.Size;
         long before = GC.GetTotalMemory(forceFullCollection: true);
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         GrantFixture.Check(process.Ioctl(fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg), "IOCTL_GNTDEV_MAP_GRANT_REF");

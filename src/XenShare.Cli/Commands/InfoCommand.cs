@@ -91,7 +91,7 @@ internal static class InfoCommand
         text.AppendLine(c, $"  machine memory:       {limits.MachineFrames} frames ({limits.MachineMemoryBytes >> 20} MiB)");
         text.AppendLine(c, $"  max grant frames:     {limits.MaxGrantFrames} ({limits.GrantRefs} grant refs, {limits.ReservedRefs} reserved)");
         text.AppendLine(c, $"  maptrack handles:     {limits.MaptrackHandles}");
-        text.AppendLine(c, $"  domain RAM:           {limits.RamPages} pages ({(long)limits.RamPages * 4096 >> 20} MiB), {limits.UnpopulatedPages} unpopulated pages for mappings");
+        text.AppendLine(c, $"  domain RAM:           {limits.RamPages} pages ({(long)limits.RamPages * XenPage.Size >> 20} MiB), {limits.UnpopulatedPages} unpopulated pages for mappings");
         text.AppendLine(c, $"  gntdev limit:         {limits.GntDevLimit} grants per call");
         text.AppendLine(c, $"  gntalloc limit:       {limits.GntAllocLimit} grefs");
         text.AppendLine(c, $"  fds per process:      {limits.MaxFdsPerProcess}");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using XenShare.Abi;
 
 namespace XenShare.Cli.Demo;
 
@@ -57,7 +58,7 @@ internal sealed record DemoOptions
     public long FrameBytes => (long)Stride * Height;
 
     /// <summary>Pages of one framebuffer.</summary>
-    public int PagesPerBuffer => (int)((FrameBytes + 4095) / 4096);
+    public int PagesPerBuffer => (int)XenPage.PagesFor(FrameBytes);
 
     /// <summary>The problems with these options, one sentence each; empty when they are valid. Does not touch the
     /// disk (see <see cref="CheckOutputDirectory"/>).</summary>

@@ -66,14 +66,14 @@ internal sealed class GrantCopySink : IDisplaySink, IDisposable
         ArgumentNullException.ThrowIfNull(framebuffer);
         if (framebuffer.FrameBytes > _staging.Length || framebuffer.Offset != 0)
             throw new XenShareException(Errno.EINVAL, "the frame does not fit the copy buffer");
-        if (framebuffer.SourceRefs.Count * 4096L < framebuffer.FrameBytes)
+        if (framebuffer.SourceRefs.Count * (long)XenPage.Size < framebuffer.FrameBytes)
             throw new XenShareException(Errno.EINVAL, "the framebuffer has no grant refs to copy from (--copy needs frontend-allocated buffers)");
-        int pages = (framebuffer.FrameBytes + 4095) / 4096;
+        int pages = XenPage.PagesFor(framebuffer.FrameBytes);
         var segments = new GrantCopySegment[pages];
         for (int i = 0; i < pages; i++)
         {
-            long offset = (long)i * 4096;
-            ushort length = (ushort)Math.Min(4096, framebuffer.FrameBytes - offset);
+            long offset = (long)i * XenPage.Size;
+            ushort length = (ushort)Math.Min(XenPage.Size, framebuffer.FrameBytes - offset);
             segments[i] = new GrantCopySegment(GrantCopyOperand.Foreign(framebuffer.SourceDomain, framebuffer.SourceRefs[i]),
                 GrantCopyOperand.Local(_staging.Address + offset), length);
         }

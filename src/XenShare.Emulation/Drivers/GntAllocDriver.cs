@@ -90,7 +90,7 @@ internal sealed class GntAllocDriver
             // for a count near int.MaxValue and then let the loop below index past the list.
             if (count > file.Grefs.Count - i) return -1;
             for (int k = 1; k < count; k++)
-                if (file.Grefs[i + k].FileIndex != index + (long)k * 4096) return -1;
+                if (file.Grefs[i + k].FileIndex != index + (long)k * XenPage.Size) return -1;
             return i;
         }
         return -1;
@@ -122,9 +122,9 @@ internal sealed class GntAllocDriver
             for (int i = 0; i < count; i++)
             {
                 _kernel.Grants.Grant(ids[i], new DomainId(op.domid), pages[i], readOnly);
-                file.Grefs.Add(new Gref { Ref = ids[i], Page = pages[i], FileIndex = index + (long)i * 4096 });
+                file.Grefs.Add(new Gref { Ref = ids[i], Page = pages[i], FileIndex = index + (long)i * XenPage.Size });
             }
-            file.NextIndex = index + (long)count * 4096;
+            file.NextIndex = index + (long)count * XenPage.Size;
             _grefCount += count;
             op.index = (ulong)index;
             return 0;
@@ -158,7 +158,7 @@ internal sealed class GntAllocDriver
         lock (_lock)
         {
             Gref? found = null;
-            long page = (long)(op.index & ~4095UL);
+            long page = (long)(op.index & ~(ulong)XenPage.Mask);
             foreach (var g in file.Grefs) if (g.FileIndex == page) { found = g; break; }
             if (found is null) return -Errno.ENOENT;                                          // GA03
             const uint valid = GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE | GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT;
@@ -166,7 +166,7 @@ internal sealed class GntAllocDriver
             if ((op.action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0 && !_kernel.IsUserPort(op.event_channel_port)) return -Errno.EINVAL;
             found.NotifyAction = op.action;
             found.NotifyPort = op.event_channel_port;
-            found.NotifyOffset = (int)(op.index & 4095);
+            found.NotifyOffset = (int)(op.index & XenPage.Mask);
             return 0;
         }
     }

@@ -134,7 +134,7 @@ internal sealed class GntDevDmaBuf
         int fd = caller.ReserveFd(cloexec: true);                                               // EX08: reserve first
         if (fd < 0) { DropMap(map); return fd; }                                                // EX07: EMFILE
         var export = new Export { Map = map, Fd = (uint)fd };
-        var buffer = DmaBufObject.Export(Kernel, ExporterOps, (long)count * 4096, export, out int errno);
+        var buffer = DmaBufObject.Export(Kernel, ExporterOps, (long)count * XenPage.Size, export, out int errno);
         if (buffer is null) { caller.UnreserveFd(fd); DropMap(map); return errno; }
         _file.Get();                                                                            // EX12: pin the gntdev file
         lock (_lock) Push(_exports, (uint)fd, export);
@@ -297,16 +297,16 @@ internal sealed class GntDevDmaBuf
         int rc = 0;
         GuestFrame[]? frames = null;
         if (table.Segments.Count == 0 || table.Segments[0].Offset != 0) rc = -Errno.EINVAL;     // EI03
-        else if (buffer.Size != (long)count * 4096) rc = -Errno.EINVAL;
+        else if (buffer.Size != (long)count * XenPage.Size) rc = -Errno.EINVAL;
         else
         {
             // EI05: frames from the DMA addresses (works for buffers without ordinary pages).
             frames = new GuestFrame[count];
             int n = 0;
             foreach (var s in table.Segments)
-                for (int p = 0; p < s.Length / 4096 && rc == 0; p++)
+                for (int p = 0; p < s.Length / XenPage.Size && rc == 0; p++)
                 {
-                    if (n >= count || !device.TryTranslate(s.DmaAddress + ((ulong)p << 12), out var g)) rc = -Errno.EINVAL;
+                    if (n >= count || !device.TryTranslate(s.DmaAddress + ((ulong)p << XenPage.Shift), out var g)) rc = -Errno.EINVAL;
                     else frames[n++] = g;
                 }
             if (rc == 0 && n != count) rc = -Errno.EINVAL;

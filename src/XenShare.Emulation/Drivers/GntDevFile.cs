@@ -150,7 +150,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         try
         {
             for (int i = 0; i < n; i++)
-                ops[i] = new GnttabMapGrantRef { HostAddr = map.Pages[i].Value << 12, Flags = flags, Ref = new GrantRef(map.Refs[i]), Dom = new DomainId(map.DomIds[i]) };
+                ops[i] = new GnttabMapGrantRef { HostAddr = XenPage.AddressOf(map.Pages[i].Value), Flags = flags, Ref = new GrantRef(map.Refs[i]), Dom = new DomainId(map.DomIds[i]) };
             Host.MapGrantRefs(Domain, ops);
             bool ok = true;
             for (int i = 0; i < n; i++)
@@ -207,8 +207,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
             map.NotifyAction &= ~GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE;
         }
         if (!clear || map.Readonly) return;
-        int page = (int)(offset >> 12);
-        if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & 4095)] = 0;
+        int page = (int)(offset >> XenPage.Shift);
+        if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & XenPage.Mask)] = 0;
     }
 
     /// <summary>Unmaps every live grant of a map in batches (GNTTABOP_unmap_grant_ref); the caller owns the
@@ -221,7 +221,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         for (int i = 0; i < map.Count; i++)
         {
             if (map.Handles[i] < 0) continue;
-            ops[n++] = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = map.Pages[i].Value << 12 };
+            ops[n++] = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = XenPage.AddressOf(map.Pages[i].Value) };
             map.Handles[i] = -1;
             map.LiveGrants--;
             if (n == Batch) { Host.UnmapGrantRefs(Domain, ops); n = 0; }
@@ -243,7 +243,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         var refs = MemoryMarshal.Cast<byte, ioctl_gntdev_grant_ref>(arg.Slice(refsAt, 8 * (int)op.count));
         for (int i = 0; i < refs.Length; i++) { map.DomIds[i] = (ushort)refs[i].domid; map.Refs[i] = refs[i].@ref; }
         AddMap(map);
-        op.index = (ulong)map.Index << 12;
+        op.index = (ulong)map.Index << XenPage.Shift;
         return 0;
     }
 
@@ -254,7 +254,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         GrantMap? map;
         lock (_lock)
         {
-            map = (op.index & 4095) == 0 && op.index >> 12 <= int.MaxValue ? FindMapIndex((int)(op.index >> 12), (int)op.count) : null;
+            map = (op.index & XenPage.Mask) == 0 && op.index >> XenPage.Shift <= int.MaxValue ? FindMapIndex((int)(op.index >> XenPage.Shift), (int)op.count) : null;
             if (map is null) return -Errno.ENOENT;                                     // GD03
             _maps.Remove(map);
             map.OnList = false;
@@ -269,7 +269,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         ref var op = ref MemoryMarshal.AsRef<ioctl_gntdev_get_offset_for_vaddr>(arg);
         var vma = op.vaddr <= long.MaxValue ? caller.FindVma((long)op.vaddr) : null;
         if (vma is null || vma.File != this || vma.Tag is not GrantMap map) return -Errno.EINVAL;  // GD04
-        op.offset = (ulong)map.Index << 12;
+        op.offset = (ulong)map.Index << XenPage.Shift;
         op.count = (uint)map.Count;
         return 0;
     }
@@ -283,12 +283,12 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         if ((op.action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0 && !Kernel.IsUserPort(op.event_channel_port)) return -Errno.EINVAL;
         lock (_lock)
         {
-            var found = op.index >> 12 <= int.MaxValue ? _maps.FindContaining((long)(op.index >> 12)) : null;
+            var found = op.index >> XenPage.Shift <= int.MaxValue ? _maps.FindContaining((long)(op.index >> XenPage.Shift)) : null;
             if (found is null) return -Errno.ENOENT;
             if ((op.action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && found.Readonly) return -Errno.EINVAL;
             found.NotifyAction = op.action;
             found.NotifyPort = op.event_channel_port;
-            found.NotifyOffset = (long)(op.index - ((ulong)found.Index << 12));
+            found.NotifyOffset = (long)(op.index - ((ulong)found.Index << XenPage.Shift));
         }
         return 0;
     }
@@ -314,8 +314,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
             var seg = MemoryMarshal.Read<gntdev_grant_copy_segment>(segBytes);
             bool srcG = (seg.flags & GntCopy.source_gref) != 0, dstG = (seg.flags & GntCopy.dest_gref) != 0;
             if (!srcG && !dstG) return -Errno.EINVAL;                                        // GD07
-            if (srcG && seg.source.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
-            if (dstG && seg.dest.foreign.offset + seg.len > 4096) return -Errno.EINVAL;
+            if (srcG && seg.source.foreign.offset + seg.len > XenPage.Size) return -Errno.EINVAL;
+            if (dstG && seg.dest.foreign.offset + seg.len > XenPage.Size) return -Errno.EINVAL;
             int nops = 0, npinned = 0, done = 0;
             try
             {
@@ -360,8 +360,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
             return 0;
         }
         long va = (long)side.virt + done;
-        int off = (int)(va & 4095);
-        chunk = Math.Min(chunk, 4096 - off);
+        int off = (int)(va & XenPage.Mask);
+        chunk = Math.Min(chunk, XenPage.Size - off);
         int rc = caller.PinUserPage(va, write, out var gfn);
         if (rc < 0) { ptr = default; return rc; }
         pinned[npinned++] = gfn;
@@ -377,7 +377,7 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         GrantMap? map;
         lock (_lock)
         {
-            map = vma.Offset >> 12 <= int.MaxValue ? FindMapIndex((int)(vma.Offset >> 12), vma.PageCount) : null;
+            map = vma.Offset >> XenPage.Shift <= int.MaxValue ? FindMapIndex((int)(vma.Offset >> XenPage.Shift), vma.PageCount) : null;
             if (map is null || map.Count != vma.PageCount || map.InUse || map.DmaBacked) return -Errno.EINVAL;
             map.InUse = true;
             map.Users++;

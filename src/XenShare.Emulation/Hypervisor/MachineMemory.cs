@@ -21,7 +21,7 @@ namespace XenShare.Emulation.Hypervisor;
 public sealed unsafe class MachineMemory : IDisposable
 {
     /// <summary>Page size in bytes.</summary>
-    public const int PageSize = 4096;
+    public const int PageSize = Abi.XenPage.Size;
 
     private readonly object _allocLock = new();
     private readonly ulong[] _used;          // 1 bit per frame, 1 = allocated

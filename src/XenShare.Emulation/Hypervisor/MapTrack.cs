@@ -147,7 +147,7 @@ internal sealed class MapTrack
         {
             if (Volatile.Read(ref At(handle).Granter) is null) { status = Abi.GntSt.bad_handle; return false; }
             e = At(handle);
-            if (devBusAddr != 0 && devBusAddr != (e.Mfn << 12)) { status = Abi.GntSt.bad_dev_addr; return false; }
+            if (devBusAddr != 0 && devBusAddr != Abi.XenPage.AddressOf(e.Mfn)) { status = Abi.GntSt.bad_dev_addr; return false; }
             if (hostAddr != 0 && hostAddr != e.HostAddr) { status = Abi.GntSt.bad_virt_addr; return false; }
             PushLocked(shard, handle);
         }

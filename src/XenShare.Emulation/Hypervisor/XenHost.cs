@@ -209,7 +209,7 @@ public sealed class XenHost : IDisposable
                 {
                     ref var op = ref ops[start + i];
                     op.Status = table.PinLocked(op.Ref, caller.Id, (op.Flags & GntMap.@readonly) == 0, granter.P2M, out var mfn);
-                    op.DevBusAddr = mfn.Value << 12;
+                    op.DevBusAddr = XenPage.AddressOf(mfn.Value);
                 }
             }
             for (int i = 0; i < n; i++)
@@ -217,8 +217,8 @@ public sealed class XenHost : IDisposable
                 ref var op = ref ops[start + i];
                 int handle = handles[i];
                 if (op.Status != GntSt.okay) { op.Handle = -1; op.DevBusAddr = 0; caller.MapTrack.Free(handle); continue; }
-                var mfn = new MachineFrame(op.DevBusAddr >> 12);
-                if ((op.Flags & GntMap.host_map) != 0 && !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
+                var mfn = new MachineFrame(XenPage.FrameOf(op.DevBusAddr));
+                if ((op.Flags & GntMap.host_map) != 0 && !caller.P2M.TryInstallForeign(new GuestFrame(XenPage.FrameOf(op.HostAddr)), mfn))
                 {
                     UnpinAndNotify(granter, op.Ref, (op.Flags & GntMap.@readonly) == 0);
                     caller.MapTrack.Free(handle);
@@ -259,7 +259,7 @@ public sealed class XenHost : IDisposable
         // Auto-translated guests get the frame in their P2M; PV guests get a P2M override (Linux's
         // set_foreign_p2m_mapping), modelled the same way.
         if ((flags & GntMap.host_map) != 0 &&
-            !caller.P2M.TryInstallForeign(new GuestFrame(op.HostAddr >> 12), mfn))
+            !caller.P2M.TryInstallForeign(new GuestFrame(XenPage.FrameOf(op.HostAddr)), mfn))
         {
             UnpinAndNotify(granter, op.Ref, write);
             caller.MapTrack.Free(handle);
@@ -267,7 +267,7 @@ public sealed class XenHost : IDisposable
         }
         caller.MapTrack.Set(handle, granter, mfn.Value, op.HostAddr, op.Ref.Value, flags);
         op.Handle = handle;
-        op.DevBusAddr = mfn.Value << 12;
+        op.DevBusAddr = XenPage.AddressOf(mfn.Value);
         return op.Status = GntSt.okay;
     }
 
@@ -292,7 +292,7 @@ public sealed class XenHost : IDisposable
             }
             for (int i = 0; i < n; i++)
                 if (ops[start + i].Status == GntSt.okay && (taken[i].Flags & GntMap.host_map) != 0)
-                    caller.P2M.TryRemoveForeign(new GuestFrame(taken[i].HostAddr >> 12), new MachineFrame(taken[i].Mfn));
+                    caller.P2M.TryRemoveForeign(new GuestFrame(XenPage.FrameOf(taken[i].HostAddr)), new MachineFrame(taken[i].Mfn));
             for (int i = 0; i < n;)
             {
                 if (ops[start + i].Status != GntSt.okay) { i++; continue; }
@@ -324,7 +324,7 @@ public sealed class XenHost : IDisposable
         if (!caller.MapTrack.TryTake(op.Handle, op.HostAddr, op.DevBusAddr, out var e, out short st)) return op.Status = st;
         var mfn = new MachineFrame(e.Mfn);
         if ((e.Flags & GntMap.host_map) != 0)
-            caller.P2M.TryRemoveForeign(new GuestFrame(e.HostAddr >> 12), mfn);
+            caller.P2M.TryRemoveForeign(new GuestFrame(XenPage.FrameOf(e.HostAddr)), mfn);
         var granter = e.Granter!;
         var gref = new GrantRef(e.Ref);
         UnpinAndNotify(granter, gref, (e.Flags & GntMap.@readonly) == 0);

@@ -17,7 +17,6 @@ namespace XenShare.Emulation.Kernel;
 /// </remarks>
 public sealed unsafe class GuestProcess : IAsyncGuestProcess
 {
-    private const int PageSize = 4096;
     private static readonly KernelFile Reserved = new ReservedMarker();
 
     private readonly object _fdLock = new();
@@ -343,11 +342,11 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
 
     private long MmapEntered(int fd, long offset, long length, int prot, int flags)
     {
-        if (length <= 0 || length > int.MaxValue * (long)PageSize || (offset & (PageSize - 1)) != 0 || offset < 0) return -Errno.EINVAL;
+        if (length <= 0 || length > int.MaxValue * (long)XenPage.Size || !XenPage.IsAligned(offset) || offset < 0) return -Errno.EINVAL;
         int share = flags & (Posix.MAP_SHARED | Posix.MAP_PRIVATE);
         if (share == 0 || share == (Posix.MAP_SHARED | Posix.MAP_PRIVATE)) return -Errno.EINVAL;
         if ((flags & Posix.MAP_FIXED) != 0) return -Errno.EINVAL; // a fixed address is not supported by the seam
-        long len = (length + PageSize - 1) & ~(long)(PageSize - 1);
+        long len = XenPage.RoundUp(length);
         var vma = new Vma { Length = len, Prot = prot & (Posix.PROT_READ | Posix.PROT_WRITE), Flags = flags, Offset = offset };
         KernelFile? file = null;
         if ((flags & Posix.MAP_ANONYMOUS) != 0)
@@ -392,8 +391,8 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             if (!Kernel.TryResolve(pages[i], out var first)) { HostLibc.Munmap(va, (nuint)vma.Length); return -Errno.EFAULT; }
             int run = 1;
             while (i + run < n && Kernel.TryResolve(pages[i + run], out var next) && next.Value == first.Value + (ulong)run) run++;
-            void* at = (byte*)va + (long)i * PageSize;
-            void* got = HostLibc.Mmap(at, (nuint)((long)run * PageSize), prot, HostLibc.MAP_SHARED | HostLibc.MAP_FIXED, memfd, (long)first.Value * PageSize);
+            void* at = (byte*)va + (long)i * XenPage.Size;
+            void* got = HostLibc.Mmap(at, (nuint)((long)run * XenPage.Size), prot, HostLibc.MAP_SHARED | HostLibc.MAP_FIXED, memfd, (long)first.Value * XenPage.Size);
             if (HostLibc.MapFailed(got)) { HostLibc.Munmap(va, (nuint)vma.Length); return -Errno.ENOMEM; }
             i += run;
         }
@@ -403,8 +402,8 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
     /// <inheritdoc/>
     public int Munmap(long address, long length)
     {
-        if ((address & (PageSize - 1)) != 0 || length <= 0) return -Errno.EINVAL;
-        long len = (length + PageSize - 1) & ~(long)(PageSize - 1);
+        if (!XenPage.IsAligned(address) || length <= 0) return -Errno.EINVAL;
+        long len = XenPage.RoundUp(length);
         Vma? vma = null;
         lock (_mmLock)
         {
@@ -498,7 +497,7 @@ public sealed unsafe class GuestProcess : IAsyncGuestProcess
             {
                 if (!v.Contains(address, 1)) continue;
                 if (write && !v.Writable) return -Errno.EFAULT;
-                gfn = v.Pages[(address - v.Start) / PageSize];
+                gfn = v.Pages[(address - v.Start) / XenPage.Size];
                 Kernel.GetPage(gfn);
                 return 0;
             }

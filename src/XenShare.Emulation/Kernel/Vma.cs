@@ -21,7 +21,7 @@ internal sealed class Vma
     public IVmaOwner? Owner { get; set; }
     /// <summary>Driver data (the gntdev map, the gntalloc grefs).</summary>
     public object? Tag { get; set; }
-    public int PageCount => (int)(Length / 4096);
+    public int PageCount => (int)(Length / Abi.XenPage.Size);
     public bool Writable => (Prot & Abi.Posix.PROT_WRITE) != 0;
     public bool Contains(long address, long length) => address >= Start && length >= 0 && address + length <= Start + Length;
 }

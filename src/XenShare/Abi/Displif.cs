@@ -319,7 +319,7 @@ public static class Displif
     /// <summary>XENDISPL_DBUF_FLG_REQ_ALLOC: the backend allocates the buffer (be-alloc).</summary>
     public const uint XENDISPL_DBUF_FLG_REQ_ALLOC = 1 << 0;
 
-    /// <summary>XENDISPL_EVENT_PAGE_SIZE.</summary>
+    /// <summary>XENDISPL_EVENT_PAGE_SIZE (displif's own constant, checked against the header; not <see cref="XenPage.Size"/>).</summary>
     public const int XENDISPL_EVENT_PAGE_SIZE = 4096;
     /// <summary>XENDISPL_IN_RING_OFFS: where the events start (sizeof(struct xendispl_event_page)).</summary>
     public const int XENDISPL_IN_RING_OFFS = 64;

@@ -101,10 +101,10 @@ public static class GntCopy
 /// <summary>Grant-table constants.</summary>
 public static class GrantTableConstants
 {
-    /// <summary>Xen page size.</summary>
-    public const int PageSize = 4096;
-    /// <summary>Page shift.</summary>
-    public const int PageShift = 12;
+    /// <summary>Xen page size (<see cref="XenPage.Size"/>).</summary>
+    public const int PageSize = XenPage.Size;
+    /// <summary>Page shift (<see cref="XenPage.Shift"/>).</summary>
+    public const int PageShift = XenPage.Shift;
     /// <summary>Size of a v1 grant entry.</summary>
     public const int GrantEntryV1Size = 8;
     /// <summary>v1 entries per grant frame.</summary>

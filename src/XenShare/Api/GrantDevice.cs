@@ -56,7 +56,7 @@ public sealed class GrantDevice : IDisposable
             index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
         }
         int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
-        long addr = Process.Mmap(Fd, (long)index, refs.Length * 4096L, prot, Posix.MAP_SHARED);
+        long addr = Process.Mmap(Fd, (long)index, refs.Length * (long)XenPage.Size, prot, Posix.MAP_SHARED);
         if (addr < 0)
         {
             UnmapGrantRef(index, refs.Length);
@@ -95,7 +95,7 @@ public sealed class GrantDevice : IDisposable
             if (_segments is null || _segments.Length < bytes)
             {
                 _segments?.Dispose();
-                _segments = ProcessBuffer.Allocate(Process, Math.Max(bytes, 4096));
+                _segments = ProcessBuffer.Allocate(Process, Math.Max(bytes, 4096));   // a floor for the scratch buffer, not a Xen page count
             }
             var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(_segments.Span[..bytes]);
             for (int i = 0; i < segments.Length; i++)
@@ -137,7 +137,7 @@ public sealed class GrantDevice : IDisposable
         op.domid = domain.Value;
         MemoryMarshal.Cast<GrantRef, uint>(refs).CopyTo(arg.Array<uint>(refsAt, refs.Length));
         ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
-        return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * 4096L);
+        return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * (long)XenPage.Size);
     }
 
     /// <summary>IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, raw: 0, or -ETIMEDOUT / -ENOENT.</summary>

@@ -28,7 +28,7 @@ public sealed class GrantMapping : IDisposable
     public int PageCount { get; }
 
     /// <summary>Length in bytes.</summary>
-    public int Length => PageCount * 4096;
+    public int Length => PageCount * XenPage.Size;
 
     /// <summary>Whether the mapping is writable.</summary>
     public bool IsWritable { get; }

@@ -51,7 +51,7 @@ public sealed class GrantSharer : IDisposable
             index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
             MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
         }
-        long addr = Process.Mmap(Fd, (long)index, pageCount * 4096L, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
+        long addr = Process.Mmap(Fd, (long)index, pageCount * (long)XenPage.Size, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
         if (addr < 0)
         {
             Dealloc(index, pageCount);

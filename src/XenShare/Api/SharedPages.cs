@@ -32,7 +32,7 @@ public sealed class SharedPages : IDisposable
     public bool IsWritable { get; }
 
     /// <summary>Length in bytes.</summary>
-    public int Length => _refs.Length * 4096;
+    public int Length => _refs.Length * XenPage.Size;
 
     /// <summary>The address in this process.</summary>
     public long Address => _address != 0 ? _address : throw new ObjectDisposedException(nameof(SharedPages));

@@ -29,8 +29,7 @@ internal sealed class DisplifBackendConnection : IDisposable
     public static readonly int EntrySize = Math.Max(Unsafe.SizeOf<xendispl_req>(), Unsafe.SizeOf<xendispl_resp>());
 
     private const int EOPNOTSUPP = 95;
-    private const int Page = 4096;
-    private static readonly int RefsPerDirectoryPage = (Page - 4) / 4;
+    private static readonly int RefsPerDirectoryPage = (XenPage.Size - 4) / 4;
 
     private readonly DisplifBackend _owner;
     private readonly Lock _requestLock = new();
@@ -285,7 +284,7 @@ internal sealed class DisplifBackendConnection : IDisposable
         if (r.width is 0 or > DisplifConnector.MaxDimension || r.height is 0 or > DisplifConnector.MaxDimension) return -Errno.EINVAL;
         if (r.bpp is not (8 or 16 or 24 or 32)) return -Errno.EINVAL;
         if (r.buffer_sz == 0) return -Errno.EINVAL;
-        long pages = ((long)r.buffer_sz + Page - 1) / Page;
+        long pages = ((long)r.buffer_sz + XenPage.Size - 1) / XenPage.Size;
         if (pages > Options.MaxBufferPages) return -Errno.E2BIG;          // DP06: capped before anything is mapped
         int pitch = PitchOf(r.width, r.bpp);
         if ((ulong)r.data_ofs + (ulong)pitch * r.height > r.buffer_sz) return -Errno.EINVAL;   // DP06: sizes
@@ -480,7 +479,7 @@ internal sealed class DisplifBackendConnection : IDisposable
         if (r.buffer_sz < DisplifEdid.Size || r.buffer_sz > DisplifAbi.XENDISPL_EDID_MAX_SIZE) return -Errno.EINVAL;
         var c = channel.Connector;
         if (c.Width > DisplifEdid.MaxDimension || c.Height > DisplifEdid.MaxDimension) return -Errno.EINVAL;
-        int pages = (int)((r.buffer_sz + Page - 1) / Page);
+        int pages = (int)((r.buffer_sz + XenPage.Size - 1) / XenPage.Size);
         lock (_requestLock)
         {
             GrantRef[] refs = ReadDirectory(r.gref_directory, pages, fill: null);

@@ -27,8 +27,7 @@ namespace XenShare.Displif;
 /// </remarks>
 public sealed class DisplifFrontend : IAsyncDisposable
 {
-    private const int Page = 4096;
-    private static readonly int RefsPerDirectoryPage = (Page - 4) / 4;
+    private static readonly int RefsPerDirectoryPage = (XenPage.Size - 4) / 4;
 
     private readonly Lock _gate = new();
     private readonly List<DisplifBuffer> _buffers = [];
@@ -206,8 +205,8 @@ public sealed class DisplifFrontend : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bpp);
         int pitch = (int)(((long)width * bpp + 7) / 8);
         long size = (long)pitch * height;
-        if (size > int.MaxValue - Page) throw new ArgumentOutOfRangeException(nameof(width), "the buffer is too large");
-        int pages = (int)((size + Page - 1) / Page);
+        if (size > int.MaxValue - XenPage.Size) throw new ArgumentOutOfRangeException(nameof(width), "the buffer is too large");
+        int pages = (int)((size + XenPage.Size - 1) / XenPage.Size);
         int dirPages = (pages + RefsPerDirectoryPage - 1) / RefsPerDirectoryPage;
         DomainId be = Device.BackendId;
 
@@ -221,7 +220,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
             Span<byte> dir = directory.Span;
             for (int d = 0; d < dirPages; d++)
             {
-                Span<uint> words = MemoryMarshal.Cast<byte, uint>(dir.Slice(d * Page, Page));
+                Span<uint> words = MemoryMarshal.Cast<byte, uint>(dir.Slice(d * XenPage.Size, XenPage.Size));
                 words[0] = d + 1 < dirPages ? directory.Refs[d + 1].Value : 0;
                 if (data is not null)
                 {
@@ -245,7 +244,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
                 refs = new GrantRef[pages];
                 for (int d = 0; d < dirPages; d++)
                 {
-                    ReadOnlySpan<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Span.Slice(d * Page, Page));
+                    ReadOnlySpan<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Span.Slice(d * XenPage.Size, XenPage.Size));
                     int first = d * RefsPerDirectoryPage, n = Math.Min(RefsPerDirectoryPage, pages - first);
                     for (int i = 0; i < n; i++) refs[first + i] = new GrantRef(words[1 + i]);
                 }
@@ -384,9 +383,9 @@ public sealed class DisplifFrontend : IAsyncDisposable
         words[0] = 0;
         words[1] = edid.Refs[0].Value;
         var request = new xendispl_req { operation = DisplifAbi.XENDISPL_OP_GET_EDID };
-        request.op.get_edid = new xendispl_get_edid_req { buffer_sz = Page, gref_directory = directory.Refs[0].Value };
+        request.op.get_edid = new xendispl_get_edid_req { buffer_sz = XenPage.Size, gref_directory = directory.Refs[0].Value };
         xendispl_resp response = await CallAsync(connector, request, cancellationToken).ConfigureAwait(false);
-        int size = (int)Math.Min(response.op.get_edid.edid_sz, (uint)Page);
+        int size = (int)Math.Min(response.op.get_edid.edid_sz, (uint)XenPage.Size);
         return edid.Span[..size].ToArray();
     }
 

@@ -64,8 +64,8 @@ internal sealed class DisplifFrontendChannel : IDisposable
     {
         Pages = sharer.Share(backend, 2);
         Pages.Span.Clear();
-        _ring = FrontRing.Initialize(Pages.Address, 4096, DisplifBackendConnection.EntrySize);
-        _events = EventPageConsumer.ForDisplif(Pages.Address + 4096);
+        _ring = FrontRing.Initialize(Pages.Address, XenPage.Size, DisplifBackendConnection.EntrySize);
+        _events = EventPageConsumer.ForDisplif(Pages.Address + XenPage.Size);
         Evtchn = EventChannels.Open(process);
         RequestPort = Evtchn.BindUnbound(backend);
         EventPort = Evtchn.BindUnbound(backend);

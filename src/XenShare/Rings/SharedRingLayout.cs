@@ -20,7 +20,7 @@ public static class SharedRingLayout
     /// <summary>Offset of the first entry (<c>offsetof(sring, ring)</c>).</summary>
     public const int HeaderSize = 64;
     /// <summary>The page size rings are counted in.</summary>
-    public const int PageSize = 4096;
+    public const int PageSize = Abi.XenPage.Size;
 
     /// <summary>
     /// The number of entries of <paramref name="entrySize"/> bytes in a ring of <paramref name="ringBytes"/>

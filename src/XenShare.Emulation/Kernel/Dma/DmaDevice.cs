@@ -51,20 +51,20 @@ public sealed class DmaDevice
             lock (_lock)
             {
                 iova = _nextIova;
-                if (iova + ((ulong)pages.Length << 12) - 1 > DmaMask) return null;
-                _nextIova += ((ulong)pages.Length + 1) << 12;   // a guard page between mappings
-                for (int i = 0; i < pages.Length; i++) _iommu[(iova >> 12) + (ulong)i] = pages[i];
+                if (iova + XenPage.AddressOf((ulong)pages.Length) - 1 > DmaMask) return null;
+                _nextIova += XenPage.AddressOf((ulong)pages.Length + 1);   // a guard page between mappings
+                for (int i = 0; i < pages.Length; i++) _iommu[XenPage.FrameOf(iova) + (ulong)i] = pages[i];
             }
-            return new SgTable(pages, [new SgSegment(iova, pages.Length * 4096, 0)], this);
+            return new SgTable(pages, [new SgSegment(iova, pages.Length * XenPage.Size, 0)], this);
         }
         var segs = new List<SgSegment>();
         for (int i = 0; i < pages.Length;)
         {
             int run = 1;
             while (i + run < pages.Length && pages[i + run].Value == pages[i].Value + (ulong)run) run++;
-            ulong addr = pages[i].Value << 12;
-            if (addr + ((ulong)run << 12) - 1 > DmaMask) return null;
-            segs.Add(new SgSegment(addr, run * 4096, 0));
+            ulong addr = XenPage.AddressOf(pages[i].Value);
+            if (addr + XenPage.AddressOf((ulong)run) - 1 > DmaMask) return null;
+            segs.Add(new SgSegment(addr, run * XenPage.Size, 0));
             i += run;
         }
         return new SgTable(pages, segs.ToArray(), this);
@@ -77,7 +77,7 @@ public sealed class DmaDevice
         if (Translation != DmaTranslation.Iommu) return;
         lock (_lock)
             foreach (var s in table.Segments)
-                for (ulong p = 0; p < (ulong)s.Length >> 12; p++) _iommu.Remove((s.DmaAddress >> 12) + p);
+                for (ulong p = 0; p < XenPage.FrameOf((ulong)s.Length); p++) _iommu.Remove(XenPage.FrameOf(s.DmaAddress) + p);
     }
 
     /// <summary>The guest frame behind a bus address (dma_to_phys), or false.</summary>
@@ -85,10 +85,10 @@ public sealed class DmaDevice
     {
         if (Translation == DmaTranslation.Direct)
         {
-            gfn = new GuestFrame(dmaAddress >> 12);
+            gfn = new GuestFrame(XenPage.FrameOf(dmaAddress));
             return dmaAddress <= DmaMask;
         }
-        lock (_lock) return _iommu.TryGetValue(dmaAddress >> 12, out gfn);
+        lock (_lock) return _iommu.TryGetValue(XenPage.FrameOf(dmaAddress), out gfn);
     }
 
     /// <summary>The device reads memory at a bus address (DMA from memory to the device).</summary>
@@ -99,7 +99,7 @@ public sealed class DmaDevice
         {
             ulong a = dmaAddress + (ulong)done;
             if (!TryTranslate(a, out var gfn) || !Kernel.TryResolve(gfn, out var mfn)) return -Errno.EFAULT;
-            int off = (int)(a & 4095), n = Math.Min(4096 - off, into.Length - done);
+            int off = XenPage.OffsetOf(a), n = Math.Min(XenPage.Size - off, into.Length - done);
             Kernel.Host.Memory.FrameSpan(mfn).Slice(off, n).CopyTo(into.Slice(done, n));
             done += n;
         }
@@ -114,7 +114,7 @@ public sealed class DmaDevice
         {
             ulong a = dmaAddress + (ulong)done;
             if (!TryTranslate(a, out var gfn) || !Kernel.TryResolve(gfn, out var mfn)) return -Errno.EFAULT;
-            int off = (int)(a & 4095), n = Math.Min(4096 - off, from.Length - done);
+            int off = XenPage.OffsetOf(a), n = Math.Min(XenPage.Size - off, from.Length - done);
             from.Slice(done, n).CopyTo(Kernel.Host.Memory.FrameSpan(mfn).Slice(off, n));
             done += n;
         }
@@ -127,12 +127,12 @@ public sealed class DmaDevice
     public unsafe Span<byte> TryDirectSpan(ulong dmaAddress, int length)
     {
         if (!TryTranslate(dmaAddress, out var g0) || !Kernel.TryResolve(g0, out var m0)) return default;
-        int pages = (int)(((dmaAddress & 4095) + (ulong)length + 4095) >> 12);
+        int pages = (int)XenPage.PagesFor((ulong)XenPage.OffsetOf(dmaAddress) + (ulong)length);
         for (int i = 1; i < pages; i++)
         {
-            if (!TryTranslate(dmaAddress + ((ulong)i << 12), out var g) || !Kernel.TryResolve(g, out var m) || m.Value != m0.Value + (ulong)i) return default;
+            if (!TryTranslate(dmaAddress + XenPage.AddressOf((ulong)i), out var g) || !Kernel.TryResolve(g, out var m) || m.Value != m0.Value + (ulong)i) return default;
         }
-        return Kernel.Host.Memory.Span((m0.Value << 12) + (dmaAddress & 4095), length);
+        return Kernel.Host.Memory.Span(XenPage.AddressOf(m0.Value) + (ulong)XenPage.OffsetOf(dmaAddress), length);
     }
 
     /// <summary>The device name.</summary>

@@ -195,7 +195,7 @@ public sealed class DmaBufObject
             if (buffer.Ops.MmapPages is null) return -Errno.EINVAL;                           // DB04
             if (vma.Offset + vma.Length > buffer.Size) return -Errno.EINVAL;
             var pages = new GuestFrame[vma.PageCount];
-            int rc = buffer.Ops.MmapPages(buffer, vma.Offset >> 12, pages);
+            int rc = buffer.Ops.MmapPages(buffer, vma.Offset >> XenPage.Shift, pages);
             if (rc < 0) return rc;
             vma.Pages = pages;
             vma.Owner = this;

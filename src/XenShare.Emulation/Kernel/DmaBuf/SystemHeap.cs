@@ -70,7 +70,7 @@ public static class SystemHeap
                 return 0;
             },
         };
-        return DmaBufObject.Export(kernel, ops, (long)pages * 4096, frames, out errno);
+        return DmaBufObject.Export(kernel, ops, (long)pages * XenPage.Size, frames, out errno);
     }
 
     private sealed class HeapFile(GuestKernel kernel, bool contiguous) : KernelFile
@@ -84,7 +84,7 @@ public static class SystemHeap
             if ((op.fd_flags & ~(uint)(Posix.O_CLOEXEC | 3)) != 0) return -Errno.EINVAL;
             if (op.heap_flags != 0) return -Errno.EINVAL;
             if (op.len == 0 || op.len > int.MaxValue) return -Errno.EINVAL;
-            var buf = Create(kernel, (int)((op.len + 4095) >> 12), contiguous, out int errno);
+            var buf = Create(kernel, (int)XenPage.PagesFor(op.len), contiguous, out int errno);
             if (buf is null) return errno;
             int fd = buf.InstallFd(caller, (op.fd_flags & Posix.O_CLOEXEC) != 0);
             if (fd < 0) { buf.Put(); return fd; }
