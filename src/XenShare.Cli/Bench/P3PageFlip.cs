@@ -91,7 +91,7 @@ internal sealed class P3PageFlip : BenchTarget
         public FlipFixture((int Width, int Height)[] sizes)
         {
             int pages = 0;
-            foreach (var (w, h) in sizes) pages += 2 * ((w * h * 4) + XenPage.Mask) / XenPage.Size;
+            foreach (var (w, h) in sizes) pages += 2 * XenPage.PagesFor(w * h * 4);   // two buffers per size
             var domU = new DomainConfig { RamPages = pages + 2048, MaxGrantFrames = Math.Max(64, (pages / 512) + 4) };
             var dom0 = new DomainConfig { RamPages = pages + 4096 };
             _host = new EmulatedHost(domU.RamPages + dom0.RamPages + 16384, dom0);
