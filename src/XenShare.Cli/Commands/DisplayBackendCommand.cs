@@ -88,9 +88,22 @@ internal static class DisplayBackendCommand
                 options,
                 started: (id, backend) =>
                 {
-                    report.Line("DEVICE", $"vdispl {Name(id)}: serving");
+                    report.Line("DEVICE", $"vdispl {Name(id)}: serving (frontend {backend.Device.FrontendPath})");
                     backend.RequestServed += (_, e) => report.OnRequest(id, backend, e);
-                    backend.ConnectionChanged += (_, e) => report.OnConnection(id, backend, e);
+                    backend.ConnectionChanged += (_, e) =>
+                    {
+                        report.OnConnection(id, backend, e);
+                        if (e.Kind == DisplifConnectionChange.Connected)
+                        {
+                            // Evidence for the stage: what the toolstack's be-alloc node says now, read again.
+                            string path = backend.Device.FrontendPath + "/" + DisplifAbi.XENDISPL_FIELD_BE_ALLOC;
+                            _ = Task.Run(async () =>
+                            {
+                                string? now = await xenstore.TryReadStringAsync(path).ConfigureAwait(false);
+                                report.Line("DEVICE", $"vdispl {Name(id)}: {path} reads '{now ?? "(missing)"}' after the connect; the backend took be-alloc {(backend.BackendAllocates ? 1 : 0)}");
+                            });
+                        }
+                    };
                 },
                 ended: (id, e) =>
                 {
