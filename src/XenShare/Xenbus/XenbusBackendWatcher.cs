@@ -8,7 +8,7 @@ namespace XenShare.Xenbus;
 /// <summary>
 /// Finds the devices a toolstack gives a backend (XB01, XB03): the <c>&lt;frontend&gt;/&lt;id&gt;</c> directories
 /// under <c>/local/domain/&lt;backend&gt;/backend/&lt;type&gt;</c> whose <c>state</c> node exists (the toolstack
-/// writes a device's directory in one transaction). A backend daemon serves each device it does not serve yet;
+/// writes a device's directory in one transaction) and whose <c>online</c> is not 0 (a device being removed). A backend daemon serves each device it does not serve yet;
 /// a toolstack waits for the backend to reach InitWait before it starts the guest.
 /// </summary>
 public static class XenbusBackendWatcher
@@ -31,7 +31,10 @@ public static class XenbusBackendWatcher
             foreach (string id in await DirectoryOrEmptyAsync(client, root + "/" + fe, cancellationToken).ConfigureAwait(false))
             {
                 if (!int.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out int devid)) continue;
-                if (await client.TryReadStringAsync(root + "/" + fe + "/" + id + "/state", cancellationToken).ConfigureAwait(false) is null) continue;
+                string dir = root + "/" + fe + "/" + id;
+                if (await client.TryReadStringAsync(dir + "/state", cancellationToken).ConfigureAwait(false) is null) continue;
+                // A device the toolstack took offline (online = 0: it is being removed) is not served again.
+                if ((await client.TryReadStringAsync(dir + "/online", cancellationToken).ConfigureAwait(false))?.Trim() == "0") continue;
                 found.Add(new XenbusDeviceId(new DomainId(domid), devid));
             }
         }
