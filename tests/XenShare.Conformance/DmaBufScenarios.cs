@@ -41,7 +41,7 @@ internal static class DmaBufScenarios
         yield return new("EI11", "closing gntdev releases every import", EI11);
     }
 
-    private const string EntriesReason = "grant entries are the granter's hypervisor-side state; a real domain process cannot read them";
+    internal const string EntriesReason = "grant entries are the granter's hypervisor-side state; a real domain process cannot read them";
 
     private static void EX02(ConformanceContext c)
     {
