@@ -76,6 +76,28 @@ public abstract class EmulatorTest : IDisposable
 
     // ------------------------------------------------------------ byte-level ioctl helpers
 
+    /// <summary>A non-blocking evtchn pair: domU offers a port to dom0, which binds it.</summary>
+    protected (int EvU, uint PortU, int Ev0, uint Port0) Channel()
+    {
+        int evU = Open(PU, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
+        int portU = PU.Ioctl(evU, EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, Bytes(new ioctl_evtchn_bind_unbound_port { remote_domain = 0 }));
+        Assert.True(portU > 0, portU.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        int ev0 = Open(P0, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
+        int port0 = P0.Ioctl(ev0, EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, Bytes(new ioctl_evtchn_bind_interdomain { remote_domain = DomU.Id.Value, remote_port = (uint)portU }));
+        Assert.True(port0 > 0, port0.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return (evU, (uint)portU, ev0, (uint)port0);
+    }
+
+    /// <summary>read() of one port from a non-blocking evtchn fd; null on EAGAIN.</summary>
+    protected static uint? ReadPort(GuestProcess p, int ev)
+    {
+        var buf = new byte[4];
+        long n = p.Read(ev, buf);
+        if (n == -Errno.EAGAIN) return null;
+        Assert.Equal(4, n);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(buf);
+    }
+
     protected static byte[] Bytes<T>(T value, int extra = 0) where T : unmanaged
     {
         var b = new byte[Unsafe.SizeOf<T>() + extra];

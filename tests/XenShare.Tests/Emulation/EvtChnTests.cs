@@ -28,16 +28,6 @@ public sealed class EvtChnTests : EmulatorTest
         return b;
     }
 
-    /// <summary>read() of one port on a non-blocking fd; null on EAGAIN.</summary>
-    private static uint? ReadPort(GuestProcess p, int fd)
-    {
-        var buf = new byte[4];
-        long n = p.Read(fd, buf);
-        if (n == -Errno.EAGAIN) return null;
-        Assert.Equal(4, n);
-        return BinaryPrimitives.ReadUInt32LittleEndian(buf);
-    }
-
     /// <summary>domU offers a port to dom0, dom0 binds it.</summary>
     private (int EvU, uint PortU, int Ev0, uint Port0) Connect(int flags = Posix.O_RDWR | Posix.O_NONBLOCK)
     {

@@ -542,26 +542,6 @@ public sealed class GntDevTests : EmulatorTest
         Unshare(s);
     }
 
-    private (int EvU, uint PortU, int Ev0, uint Port0) Channel()
-    {
-        int evU = Open(PU, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
-        int portU = PU.Ioctl(evU, EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, Bytes(new ioctl_evtchn_bind_unbound_port { remote_domain = 0 }));
-        Assert.True(portU > 0, portU.ToString());
-        int ev0 = Open(P0, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
-        int port0 = P0.Ioctl(ev0, EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, Bytes(new ioctl_evtchn_bind_interdomain { remote_domain = DomU.Id.Value, remote_port = (uint)portU }));
-        Assert.True(port0 > 0, port0.ToString());
-        return (evU, (uint)portU, ev0, (uint)port0);
-    }
-
-    private static uint? ReadPort(GuestProcess p, int ev)
-    {
-        var buf = new byte[4];
-        long n = p.Read(ev, buf);
-        if (n == -Errno.EAGAIN) return null;
-        Assert.Equal(4, n);
-        return BinaryPrimitives.ReadUInt32LittleEndian(buf);
-    }
-
     [Fact]
     public void GD06_SendEventAtFinalUnmap_PeerReadsPort()
     {
