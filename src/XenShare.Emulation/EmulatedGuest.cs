@@ -14,7 +14,7 @@ public sealed class EmulatedGuest
         GntDev = new GntDevDriver(Kernel);
         _ = new GntAllocDriver(Kernel);
         _ = new EvtChnDriver(Kernel);
-        _ = new XenbusDriver(Kernel, xenstore);
+        Xenbus = new XenbusDriver(Kernel, xenstore);
         XenShare.Emulation.Kernel.DmaBuf.SystemHeap.Register(Kernel);
     }
 
@@ -28,6 +28,8 @@ public sealed class EmulatedGuest
     public GuestKernel Kernel { get; }
 
     internal GntDevDriver GntDev { get; }
+
+    internal XenbusDriver Xenbus { get; }
 
     /// <summary>Starts a process in this guest: an <see cref="IGuestProcess"/> on the emulated kernel.</summary>
     public GuestProcess StartProcess() => Kernel.StartProcess();

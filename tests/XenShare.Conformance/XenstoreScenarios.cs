@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using XenShare.Abi;
 using XenShare.Xenstore;
@@ -21,6 +22,7 @@ internal static class XenstoreScenarios
         yield return new("XS02+XS03+XS07", "xenbus device: write, read, mkdir, directory, rm under the home; errors as errno", Basics);
         yield return new("XS04", "a node the domain creates is its own; the owner sets and reads permissions", Permissions);
         yield return new("XS05", "a watch fires once at registration, then for a change below it, with its token", Watch);
+        yield return new("XS07/device", "the xenbus file's buffer: one message per write, header and payload in 4096 bytes (E2BIG, EINVAL), poll never says POLLOUT", Device);
         yield return new("XS06", "a transaction commits atomically; a conflicting write makes the commit EAGAIN and the client retries", Transaction);
     }
 
@@ -124,6 +126,84 @@ internal static class XenstoreScenarios
             return e;
         }
         throw new ConformanceException("expected a XenstoreException");
+    }
+
+    /// <summary>The raw <c>/dev/xen/xenbus</c> file as Linux 6.1 has it: what the client's rules and the
+    /// emulated device's model (XenbusDriver) stand on.</summary>
+    private static void Device(ConformanceContext c)
+    {
+        var p = c.Process;
+        int fd = p.Open("/dev/xen/xenbus", Posix.O_RDWR | Posix.O_NONBLOCK | Posix.O_CLOEXEC);
+        Check.Ok(fd, "open /dev/xen/xenbus");
+        try
+        {
+            Span<PollFd> pfd = [new PollFd { Fd = fd, Events = (short)(Posix.POLLIN | Posix.POLLOUT | Posix.POLLRDNORM) }];
+            Check.Equal(0, p.Poll(pfd, 0), "poll of an idle file (no POLLOUT)");
+            Check.Errno(Errno.EAGAIN, p.Read(fd, new byte[16]), "non-blocking read of an idle file");
+            var header = Message(XsWire.XS_WRITE, 1, []);
+            BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(12), (uint)(XsWire.XENSTORE_PAYLOAD_MAX - XsWire.HeaderSize + 1));
+            Check.Errno(Errno.E2BIG, p.Write(fd, header), "a header announcing more than the buffer holds");
+            Check.Errno(Errno.EINVAL, p.Write(fd, new byte[XsWire.XENSTORE_PAYLOAD_MAX + 1]), "a write longer than the buffer");
+            // Two whole requests in one write: the first is acted on, the rest of the write dropped.
+            byte[] first = Message(XsWire.XS_WRITE, 2, Strings(Node("raw1")), "a"u8);
+            byte[] second = Message(XsWire.XS_WRITE, 3, Strings(Node("raw2")), "b"u8);
+            byte[] both = [.. first, .. second];
+            Check.Equal((long)both.Length, p.Write(fd, both), "write of two requests");
+            var (type, req, payload) = ReadMessage(p, fd);
+            Check.Equal((XsWire.XS_WRITE, 2u, "OK\0"), (type, req, payload), "the first request's reply");
+            byte[] probe = Message(XsWire.XS_READ, 4, Strings(Node("raw2")));
+            Check.Equal((long)probe.Length, p.Write(fd, probe), "write of a read");
+            (type, req, payload) = ReadMessage(p, fd);
+            Check.Equal((XsWire.XS_ERROR, 4u, "ENOENT\0"), (type, req, payload), "the second request of the write was dropped");
+            Check.True(p.Poll(pfd, 0) >= 0, "poll after the replies were read");
+            Check.Equal(0, pfd[0].REvents & Posix.POLLOUT, "poll never reports POLLOUT");
+            byte[] rm = Message(XsWire.XS_RM, 5, Strings(Root));
+            Check.Equal((long)rm.Length, p.Write(fd, rm), "write of a rm");
+            (type, req, _) = ReadMessage(p, fd);
+            Check.Equal((XsWire.XS_RM, 5u), (type, req), "rm reply");
+        }
+        finally
+        {
+            p.Close(fd);
+        }
+    }
+
+    private static byte[] Strings(params string[] parts) =>
+        System.Text.Encoding.UTF8.GetBytes(string.Concat(parts.Select(x => x + "\0")));
+
+    private static byte[] Message(uint type, uint reqId, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> tail = default)
+    {
+        var bytes = new byte[XsWire.HeaderSize + payload.Length + tail.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes, type);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(4), reqId);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(12), (uint)(payload.Length + tail.Length));
+        payload.CopyTo(bytes.AsSpan(XsWire.HeaderSize));
+        tail.CopyTo(bytes.AsSpan(XsWire.HeaderSize + payload.Length));
+        return bytes;
+    }
+
+    /// <summary>One whole message from a non-blocking xenbus file: poll (a minute at most), then read.</summary>
+    private static (uint Type, uint Req, string Payload) ReadMessage(IGuestProcess p, int fd)
+    {
+        var header = ReadExactly(p, fd, XsWire.HeaderSize);
+        var body = ReadExactly(p, fd, (int)BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(12)));
+        return (BinaryPrimitives.ReadUInt32LittleEndian(header), BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4)),
+            System.Text.Encoding.UTF8.GetString(body));
+    }
+
+    private static byte[] ReadExactly(IGuestProcess p, int fd, int n)
+    {
+        var buffer = new byte[n];
+        int got = 0;
+        while (got < n)
+        {
+            Span<PollFd> pfd = [new PollFd { Fd = fd, Events = Posix.POLLIN }];
+            Check.True(p.Poll(pfd, (int)Patience.TotalMilliseconds) == 1, "a reply within a minute");
+            long r = p.Read(fd, buffer.AsSpan(got));
+            Check.True(r > 0, $"read: {r}");
+            got += (int)r;
+        }
+        return buffer;
     }
 
     private static async Task Clean(XenstoreClient xs)

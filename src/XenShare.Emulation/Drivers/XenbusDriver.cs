@@ -7,14 +7,20 @@ namespace XenShare.Emulation.Drivers;
 
 /// <summary>
 /// The xenbus device of one kernel (<c>/dev/xen/xenbus</c>, XS07): every open file is a connection to the
-/// host's xenstore daemon for this domain. write() takes request bytes and hands each whole message
-/// (header + payload) to the daemon; read() returns the reply and watch-event bytes as a stream (a read
-/// may end inside a message), blocking until some arrive unless O_NONBLOCK; poll() reports POLLIN when
-/// bytes wait.
+/// host's xenstore daemon for this domain. write() collects request bytes in the file's one buffer of
+/// XENSTORE_PAYLOAD_MAX bytes (header and payload together, as Linux 6.1): a write that would overflow it
+/// is EINVAL and empties it, a header announcing more than fits is E2BIG; once a message is whole it goes
+/// to the daemon and whatever else the same write carried is dropped (Linux acts on one message per
+/// completed buffer and empties it). read() returns the reply and watch-event bytes as a stream (a read
+/// may end inside a message), blocking until some arrive unless O_NONBLOCK; poll() reports POLLIN and
+/// POLLRDNORM when bytes wait, nothing else (Linux never reports POLLOUT).
 /// </summary>
 /// <remarks>Lock: each file's <c>_lock</c> guards its partial request and its reply queue; readers wait on
 /// it. The daemon delivers replies under its own lock and takes this one inside it (daemon &lt; xenbus
-/// file); nothing is called with this lock held. Deviation: when the last fd of the file is closed, a
+/// file); nothing is called with this lock held. Harder than Linux: Linux sends a request's payload from the
+/// file's buffer after write() returns, so a request written before the previous reply was read may go out
+/// with the newer request's bytes (a race this device cannot lose, since it answers inside write()); the
+/// device counts such writes and the kernel's after-test check reports them as a client fault. Deviation: when the last fd of the file is closed, a
 /// read blocked in another thread returns 0 (Linux lets it block until data arrives), so a client's
 /// reader thread ends with its connection.</remarks>
 internal sealed class XenbusDriver
@@ -35,7 +41,23 @@ internal sealed class XenbusDriver
             Interlocked.Increment(ref _openFiles);
             return new XenbusFile(this);
         });
-        kernel.RegisterLeakCheck(() => Volatile.Read(ref _openFiles) == 0 ? [] : [$"{_kernel.Domain}: {_openFiles} xenbus file(s) open"]);
+        kernel.RegisterLeakCheck(CheckLeaks);
+    }
+
+    private int _pipelinedWrites;
+
+    /// <summary>Requests written on a file while the reply of an earlier request of that file was not yet
+    /// wholly read: on Linux such a request's payload can be overwritten before it is sent.</summary>
+    public int PipelinedWrites => Volatile.Read(ref _pipelinedWrites);
+
+    /// <summary>Clears <see cref="PipelinedWrites"/> (for a test that pipelines on purpose).</summary>
+    public void ForgivePipelinedWrites() => Volatile.Write(ref _pipelinedWrites, 0);
+
+    private IEnumerable<string> CheckLeaks()
+    {
+        if (Volatile.Read(ref _openFiles) != 0) yield return $"{_kernel.Domain}: {_openFiles} xenbus file(s) open";
+        if (PipelinedWrites != 0)
+            yield return $"{_kernel.Domain}: {PipelinedWrites} xenbus request(s) written before the previous reply was read (Linux may send them with the wrong payload)";
     }
 
     private sealed class XenbusFile : KernelFile
@@ -44,8 +66,9 @@ internal sealed class XenbusDriver
         private readonly XenbusDriver _driver;
         private readonly XenstoreConnection _connection;
         private readonly Queue<ReadOnlyMemory<byte>> _replies = new();
-        private readonly byte[] _request = new byte[XsWire.HeaderSize + XsWire.XENSTORE_PAYLOAD_MAX];
+        private readonly byte[] _request = new byte[XsWire.XENSTORE_PAYLOAD_MAX];   // header and payload share it, as in Linux
         private int _requestLength;
+        private int _unreadReplies;   // replies (not watch events) queued and not yet wholly read
         private int _headOffset;   // bytes of _replies.Peek() already read
         private bool _closed;
 
@@ -61,50 +84,45 @@ internal sealed class XenbusDriver
             lock (_lock)
             {
                 _replies.Enqueue(message);
+                if (!IsWatchEvent(message.Span)) _unreadReplies++;
                 Monitor.PulseAll(_lock);
             }
             _driver._kernel.PollQueue.Wake();
         }
 
+        private static bool IsWatchEvent(ReadOnlySpan<byte> message) =>
+            message.Length >= XsWire.HeaderSize && BinaryPrimitives.ReadUInt32LittleEndian(message) == XsWire.XS_WATCH_EVENT;
+
         public override long Write(GuestProcess caller, ReadOnlySpan<byte> buffer)
         {
-            int taken = 0;
-            while (taken < buffer.Length)
+            byte[] message;
+            lock (_lock)
             {
-                byte[]? message = null;
-                lock (_lock)
+                if (_closed) return -Errno.EBADF;
+                if (buffer.IsEmpty) return 0;
+                if (buffer.Length > _request.Length - _requestLength)
                 {
-                    if (_closed) return -Errno.EBADF;
-                    // Fill the header first, then exactly the payload it announces.
-                    int want = _requestLength < XsWire.HeaderSize
-                        ? XsWire.HeaderSize - _requestLength
-                        : XsWire.HeaderSize + (int)BinaryPrimitives.ReadUInt32LittleEndian(_request.AsSpan(12)) - _requestLength;
-                    int n = Math.Min(want, buffer.Length - taken);
-                    buffer.Slice(taken, n).CopyTo(_request.AsSpan(_requestLength));
-                    _requestLength += n;
-                    taken += n;
-                    if (_requestLength >= XsWire.HeaderSize)
-                    {
-                        uint len = BinaryPrimitives.ReadUInt32LittleEndian(_request.AsSpan(12));
-                        if (len > XsWire.XENSTORE_PAYLOAD_MAX)
-                        {
-                            _requestLength = 0;   // as Linux: the request is refused and dropped
-                            return -Errno.EINVAL;
-                        }
-                        if (_requestLength == XsWire.HeaderSize + (int)len)
-                        {
-                            message = _request.AsSpan(0, _requestLength).ToArray();
-                            _requestLength = 0;
-                        }
-                    }
+                    _requestLength = 0;   // as Linux: a write that cannot be buffered empties the buffer
+                    return -Errno.EINVAL;
                 }
-                if (message is not null)
+                buffer.CopyTo(_request.AsSpan(_requestLength));
+                _requestLength += buffer.Length;
+                if (_requestLength < XsWire.HeaderSize) return buffer.Length;
+                uint len = BinaryPrimitives.ReadUInt32LittleEndian(_request.AsSpan(12));
+                if (len > (uint)(_request.Length - XsWire.HeaderSize))
                 {
-                    int rc = _connection.Submit(message);
-                    if (rc < 0) return rc;
+                    _requestLength = 0;   // as Linux: a message that can never fit is refused and dropped
+                    return -Errno.E2BIG;
                 }
+                int whole = XsWire.HeaderSize + (int)len;
+                if (_requestLength < whole) return buffer.Length;
+                // One message per completed buffer; bytes after it in the same write are dropped, as Linux does.
+                message = _request.AsSpan(0, whole).ToArray();
+                _requestLength = 0;
+                if (_unreadReplies > 0) Interlocked.Increment(ref _driver._pipelinedWrites);
             }
-            return taken;
+            int rc = _connection.Submit(message);
+            return rc < 0 ? rc : buffer.Length;
         }
 
         public override long Read(GuestProcess caller, Span<byte> buffer)
@@ -131,7 +149,11 @@ internal sealed class XenbusDriver
                     head[..n].CopyTo(buffer[done..]);
                     done += n;
                     _headOffset += n;
-                    if (_headOffset == _replies.Peek().Length) { _replies.Dequeue(); _headOffset = 0; }
+                    if (_headOffset == _replies.Peek().Length)
+                    {
+                        if (!IsWatchEvent(_replies.Dequeue().Span)) _unreadReplies--;
+                        _headOffset = 0;
+                    }
                 }
                 return done;
             }
@@ -139,7 +161,7 @@ internal sealed class XenbusDriver
 
         public override short Poll()
         {
-            lock (_lock) return (short)(Posix.POLLOUT | (_replies.Count > 0 ? Posix.POLLIN : 0));
+            lock (_lock) return (short)(_replies.Count > 0 ? Posix.POLLIN | Posix.POLLRDNORM : 0);
         }
 
         protected override void OnLastUserReference()
@@ -158,6 +180,7 @@ internal sealed class XenbusDriver
             {
                 _closed = true;
                 _replies.Clear();
+                _unreadReplies = 0;
                 Monitor.PulseAll(_lock);
             }
             Interlocked.Decrement(ref _driver._openFiles);

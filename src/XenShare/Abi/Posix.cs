@@ -43,6 +43,8 @@ public static class Posix
     public const short POLLHUP = 0x010;
     /// <summary>POLLNVAL.</summary>
     public const short POLLNVAL = 0x020;
+    /// <summary>POLLRDNORM (Linux's generic value).</summary>
+    public const short POLLRDNORM = 0x040;
     /// <summary>FD_CLOEXEC as reported by the emulator's fd flags.</summary>
     public const int FD_CLOEXEC = 1;
 }

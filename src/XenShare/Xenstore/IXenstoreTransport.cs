@@ -10,12 +10,21 @@ internal interface IXenstoreTransport : IDisposable
     /// of the thread pool.</summary>
     bool ReceiveBlocks { get; }
 
-    /// <summary>True when XS_WATCH and XS_UNWATCH must be written with no other request of the connection
-    /// awaiting its reply: Linux's <c>/dev/xen/xenbus</c> handles them synchronously inside write(2) while
-    /// holding the file's message lock, which its reply thread needs for every other reply of the file, so
-    /// an earlier reply still in flight deadlocks the domain's whole xenbus (seen on Linux 6.1; see
-    /// docs/conformance.md).</summary>
-    bool WatchNeedsQuietConnection { get; }
+    /// <summary>True when a request may be written only after every earlier request of the connection has
+    /// its reply read; the client then queues requests and writes them one at a time, in order. Linux's
+    /// <c>/dev/xen/xenbus</c> needs it twice over (Linux 6.1, see docs/conformance.md): write(2) queues a
+    /// request whose payload still lies in the open file's one message buffer, which the next write(2)
+    /// overwrites before the kernel's xenbus thread may have sent it (the likely cause of one real-Xen run
+    /// where a read of one device's node was answered with the other device's value); and XS_WATCH / XS_UNWATCH are handled inside write(2) under
+    /// the file's message lock that the reply thread needs for the file's other replies, so a reply still
+    /// in flight deadlocks the domain's xenbus. libxenstore has one request in flight per handle for the
+    /// same reason.</summary>
+    bool OneRequestInFlight { get; }
+
+    /// <summary>The largest request payload the transport carries: XENSTORE_PAYLOAD_MAX on the socket; on
+    /// Linux's <c>/dev/xen/xenbus</c> header and payload share one XENSTORE_PAYLOAD_MAX buffer, so 16 bytes
+    /// less (a longer request is E2BIG there).</summary>
+    int MaxRequestPayload { get; }
 
     /// <summary>Sends one whole message (header and payload). Callers serialise sends, so two messages
     /// never interleave. Throws <see cref="IOException"/> when the transport fails.</summary>

@@ -1,3 +1,4 @@
+using XenShare.Abi;
 using System.Net.Sockets;
 
 namespace XenShare.Xenstore;
@@ -28,7 +29,9 @@ internal sealed class SocketTransport : IXenstoreTransport
 
     public bool ReceiveBlocks => false;
 
-    public bool WatchNeedsQuietConnection => false;
+    public bool OneRequestInFlight => false;
+
+    public int MaxRequestPayload => XsWire.XENSTORE_PAYLOAD_MAX;
 
     public void Send(ReadOnlySpan<byte> message)
     {

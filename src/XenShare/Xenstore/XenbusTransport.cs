@@ -30,7 +30,9 @@ internal sealed class XenbusTransport : IXenstoreTransport
 
     public bool ReceiveBlocks => true;
 
-    public bool WatchNeedsQuietConnection => true;
+    public bool OneRequestInFlight => true;
+
+    public int MaxRequestPayload => XsWire.XENSTORE_PAYLOAD_MAX - XsWire.HeaderSize;
 
     private int Fd
     {

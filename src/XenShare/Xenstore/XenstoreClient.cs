@@ -36,7 +36,7 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Lock _sendLock = new();
     private readonly Dictionary<uint, PendingRequest> _pending = [];
-    private TaskCompletionSource _quiet = Completed();   // under _gate: completes when _sentAwaitingReply is 0
+    private readonly Queue<QueuedSend> _sendQueue = new();   // under _sendLock: requests waiting for their turn (one in flight)
     private int _sentAwaitingReply;                      // under _gate: sent, reply not read yet
     private readonly Dictionary<string, Channel<XenstoreWatchEvent>> _watches = new(StringComparer.Ordinal);
     private readonly Task _reader;
@@ -537,6 +537,9 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (message.PayloadLength > _transport.MaxRequestPayload)
+                throw new ArgumentException(
+                    $"the request payload of {message.PayloadLength} bytes exceeds the {_transport.MaxRequestPayload} bytes this connection carries");
             var pending = new PendingRequest(type);
             uint reqId;
             lock (_gate)
@@ -551,12 +554,20 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             try
             {
                 // One whole message per send, never interleaved with another thread's (XS01, XS07).
-                if ((type == XsWire.XS_WATCH || type == XsWire.XS_UNWATCH) && _transport.WatchNeedsQuietConnection)
-                    return SendWhenQuietAsync(message.Finish(type, reqId, txId).ToArray(), reqId, pending);   // see IXenstoreTransport
                 lock (_sendLock)
                 {
-                    _transport.Send(message.Finish(type, reqId, txId));
-                    CountSent(reqId, pending);
+                    if (_transport.OneRequestInFlight)
+                    {
+                        // See IXenstoreTransport: the request waits its turn in order; PumpSendQueue writes it
+                        // once every earlier request of the connection has its reply read.
+                        _sendQueue.Enqueue(new QueuedSend(message.Finish(type, reqId, txId).ToArray(), reqId, pending));
+                        PumpSendQueueLocked();
+                    }
+                    else
+                    {
+                        _transport.Send(message.Finish(type, reqId, txId));
+                        CountSent(reqId, pending);
+                    }
                 }
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
@@ -575,13 +586,6 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private static TaskCompletionSource Completed()
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        done.SetResult();
-        return done;
-    }
-
     /// <summary>Counts a request just sent (under the send lock) while its reply is still to come (the reader
     /// may have been quicker).</summary>
     private void CountSent(uint reqId, PendingRequest pending)
@@ -590,7 +594,7 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
         {
             if (!_pending.ContainsKey(reqId)) return;
             pending.Sent = true;
-            if (_sentAwaitingReply++ == 0) _quiet = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _sentAwaitingReply++;
         }
     }
 
@@ -599,44 +603,46 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
     {
         if (!request.Sent) return;
         request.Sent = false;
-        if (--_sentAwaitingReply == 0) _quiet.TrySetResult();
+        _sentAwaitingReply--;
     }
 
-    /// <summary>Sends an XS_WATCH or XS_UNWATCH at a moment when every request sent before has its reply read
-    /// (checked under the send lock, so nothing else goes out in between), waiting for such a moment without
-    /// blocking a thread; the reader needs no lock of the sender to get there.</summary>
-    private async Task<Reply> SendWhenQuietAsync(byte[] bytes, uint reqId, PendingRequest pending)
+    /// <summary>Under _sendLock, one-in-flight transports only: writes the oldest queued request when no
+    /// request sent earlier awaits its reply. Called after queueing and by the reader after each reply. A
+    /// request whose wait was abandoned still goes out (its late reply is then recognised and dropped); one
+    /// failed by a broken or disposed connection is skipped.</summary>
+    /// <exception cref="IOException">The transport failed (the caller fails the connection).</exception>
+    private void PumpSendQueueLocked()
+    {
+        while (_sendQueue.Count > 0)
+        {
+            var next = _sendQueue.Peek();
+            lock (_gate)
+            {
+                if (_state != ConnectionState.Open) { _sendQueue.Clear(); return; }
+                if (_sentAwaitingReply > 0) return;
+                _sendQueue.Dequeue();
+                if (!_pending.ContainsKey(next.ReqId)) continue;
+            }
+            _transport.Send(next.Bytes);
+            CountSent(next.ReqId, next.Pending);
+        }
+    }
+
+    /// <summary>The reader's turn after a reply: the next queued request may go out now.</summary>
+    private void PumpAfterReply()
     {
         try
         {
-            while (true)
-            {
-                Task wait;
-                lock (_sendLock)
-                {
-                    lock (_gate)
-                    {
-                        ThrowIfUnusable();
-                        wait = _quiet.Task;
-                    }
-                    if (wait.IsCompleted)
-                    {
-                        _transport.Send(bytes);
-                        CountSent(reqId, pending);
-                        break;
-                    }
-                }
-                await wait.ConfigureAwait(false);
-            }
+            lock (_sendLock) PumpSendQueueLocked();
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (IOException e)
         {
-            lock (_gate) _pending.Remove(reqId);
-            if (e is IOException) Fail(e);
-            lock (_gate) ThrowIfUnusable();
-            throw;
+            Fail(e);
         }
-        return await pending.Completion.Task.ConfigureAwait(false);
+        catch (ObjectDisposedException)
+        {
+            // Disposed meanwhile: Dispose failed every pending request.
+        }
     }
 
     private void ThrowIfUnusable()
@@ -723,6 +729,7 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             ReplyRead(pending);
         }
         pending.Completion.TrySetResult(new Reply(header.type, payload.ToArray()));
+        if (_transport.OneRequestInFlight) PumpAfterReply();
     }
 
     private void Fail(Exception cause)
@@ -739,7 +746,6 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             _pending.Clear();
             _watches.Clear();
             _sentAwaitingReply = 0;
-            _quiet.TrySetResult();   // a waiting watch sees the failure
         }
         foreach (var request in pending) request.Completion.TrySetException(BrokenException());
         foreach (var watch in watches) watch.Writer.TryComplete(BrokenException());
@@ -762,7 +768,6 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
             _pending.Clear();
             _watches.Clear();
             _sentAwaitingReply = 0;
-            _quiet.TrySetResult();   // a waiting watch sees the disposal
         }
         foreach (var request in pending) request.Completion.TrySetException(new ObjectDisposedException(nameof(XenstoreClient)));
         foreach (var watch in watches) watch.Writer.TryComplete(new ObjectDisposedException(nameof(XenstoreClient)));
@@ -778,6 +783,8 @@ public sealed class XenstoreClient : IDisposable, IAsyncDisposable
     }
 
     private readonly record struct Reply(uint Type, byte[] Payload);
+
+    private readonly record struct QueuedSend(byte[] Bytes, uint ReqId, PendingRequest Pending);
 
     private sealed class PendingRequest(uint type)
     {

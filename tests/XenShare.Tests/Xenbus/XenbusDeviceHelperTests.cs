@@ -302,6 +302,8 @@ public sealed class XenbusDeviceHelperTests : EmulatorTest
             using var soon = new CancellationTokenSource();
             var waiting = lonely.ConnectAsync((_, _) => throw new InvalidOperationException("never published"), soon.Token);
             await lonely.WaitForBackendStateAsync(s => s == XenbusState.Initialising).WaitAsync(Patience);
+            // The frontend has written Initialising and now waits for InitWait (its requests go one at a time).
+            Assert.True(SpinWait.SpinUntil(() => lonely.State == XenbusState.Initialising, Patience));
             await soon.CancelAsync();
             var e = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
             Assert.Equal(soon.Token, e.CancellationToken);

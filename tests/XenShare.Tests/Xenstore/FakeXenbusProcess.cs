@@ -7,7 +7,9 @@ namespace XenShare.Tests.Xenstore;
 /// A guest process whose only device is <c>/dev/xen/xenbus</c>, wired to a <see cref="FakeXenstored"/>
 /// (XS07): each write must be exactly one whole request; read blocks until reply bytes exist and hands
 /// them out in deliberately odd slices (<see cref="ReadSlices"/>, cycling), so messages arrive split and
-/// several at once; close wakes a blocked read.
+/// several at once; close wakes a blocked read. It counts the writes Linux's device could corrupt
+/// (<see cref="PipelinedWrites"/>): a request written while an earlier one's reply is not yet read, whose
+/// payload Linux may still have to send from the file's one message buffer that the new write overwrites.
 /// </summary>
 internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
 {
@@ -18,6 +20,9 @@ internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
     private bool _open;
     private bool _closed;
     private int _slice;
+    private long _delivered;                                  // bytes handed to the output so far
+    private long _consumed;                                   // bytes the client has read so far
+    private readonly Queue<long> _replyEnds = new();          // stream offsets where unread replies end
 
     /// <summary>The most bytes each successive read returns (cycled).</summary>
     public int[] ReadSlices { get; set; } = [1, 5, 16, 3, 4096, 7, 29, 2, 100];
@@ -30,6 +35,15 @@ internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
     public int WritesNotOneMessage { get; private set; }
 
     public int Reads { get; private set; }
+
+    /// <summary>Requests written while the reply of an earlier one was not yet wholly read (must stay 0 for a
+    /// client that is safe on Linux's <c>/dev/xen/xenbus</c>).</summary>
+    public int PipelinedWrites { get; private set; }
+
+    /// <summary>The most requests that were awaiting their reply at once.</summary>
+    public int MaxInFlight { get; private set; }
+
+    private int _inFlight;
 
     public bool Closed { get { lock (_gate) return _closed; } }
 
@@ -55,6 +69,10 @@ internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
         lock (_gate)
         {
             _output.AddRange(bytes);
+            _delivered += bytes.Length;
+            // Replies (not watch events) end a request's turn once the client has read them.
+            if (bytes.Length >= 16 && BinaryPrimitives.ReadUInt32LittleEndian(bytes) != XsWire.XS_WATCH_EVENT)
+                _replyEnds.Enqueue(_delivered);
             Monitor.PulseAll(_gate);
         }
     }
@@ -70,6 +88,8 @@ internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
                 WritesNotOneMessage++;
                 return -Errno.EINVAL;
             }
+            if (_inFlight > 0) PipelinedWrites++;
+            MaxInFlight = Math.Max(MaxInFlight, ++_inFlight);
         }
         daemon.Handle(_connection!, buffer);
         return buffer.Length;
@@ -85,6 +105,12 @@ internal sealed class FakeXenbusProcess(FakeXenstored daemon) : IGuestProcess
             int n = Math.Min(Math.Min(buffer.Length, _output.Count), ReadSlices[_slice++ % ReadSlices.Length]);
             for (int i = 0; i < n; i++) buffer[i] = _output[i];
             _output.RemoveRange(0, n);
+            _consumed += n;
+            while (_replyEnds.Count > 0 && _replyEnds.Peek() <= _consumed)
+            {
+                _replyEnds.Dequeue();
+                _inFlight--;
+            }
             Reads++;
             return n;
         }

@@ -140,31 +140,37 @@ public sealed class XenstoreClientTests
         await rig.Client.ReaderCompletion.WaitAsync(Patience);
     }
 
-    /// <summary>Linux 6.1's <c>/dev/xen/xenbus</c> handles XS_WATCH and XS_UNWATCH inside write(2) while holding
-    /// the file's message lock, which its reply thread takes for every other reply of the file: a watch written
-    /// while an earlier reply is in flight deadlocks the domain's xenbus (seen in the real-Xen stage). Over the
-    /// xenbus transport the client writes them only when every earlier request has its reply; other requests
-    /// never wait for that, and the socket transport is unaffected.</summary>
+    /// <summary>Linux 6.1's <c>/dev/xen/xenbus</c> sends a request's payload from the open file's one message
+    /// buffer after write(2) has returned, so the next write can overwrite it; and it handles XS_WATCH and
+    /// XS_UNWATCH inside write(2) under the file's message lock that its reply thread needs (a deadlock when a
+    /// reply is in flight, seen in the real-Xen stage). Over the xenbus transport the client therefore writes
+    /// one request at a time, each after the reply of the one before is read, in the order they were made;
+    /// over the socket requests are pipelined.</summary>
     [Fact]
-    public async Task XS07_Xenbus_WatchWaitsForRepliesInFlight_UnwatchToo_OtherRequestsDoNot()
+    public async Task XS07_Xenbus_OneRequestInFlight_InOrder_WatchAndUnwatchToo()
     {
         await using var rig = new Rig("xenbus");
         await rig.Client.WriteAsync("/slow", "s");
         await rig.Client.WriteAsync("/slow2", "s");
+        await rig.Client.WriteAsync("/plain", "p");
         rig.Daemon.StallReads["/slow"] = true;
         var slow = rig.Client.ReadAsync("/slow");
-        var stalled = await rig.Daemon.NextStalledAsync();
+        await rig.Daemon.NextStalledAsync();
+        int before = rig.Daemon.Requests.Count;
         var watch = rig.Client.WatchAsync("/w", "t").GetAsyncEnumerator();
         var registered = watch.MoveNextAsync().AsTask();
-        // Other requests still go out and complete while the watch waits.
-        await rig.Client.WriteAsync("/other", "1").WaitAsync(Patience);
-        Assert.Empty(rig.RequestsOf(XsWire.XS_WATCH));
-        Assert.False(registered.IsCompleted);
+        var write = rig.Client.WriteAsync("/other", "1");
+        var read = rig.Client.ReadStringAsync("/plain");
+        // Nothing else can have gone out: the stalled read's reply has not come.
+        Assert.Equal(before, rig.Daemon.Requests.Count);
+        Assert.False(registered.IsCompleted || write.IsCompleted || read.IsCompleted);
         rig.Daemon.ReleaseStalled();
         await slow.WaitAsync(Patience);
         Assert.True(await registered.WaitAsync(Patience));
-        var order = rig.Daemon.Requests.Select(r => r.Type).ToArray();
-        Assert.True(Array.IndexOf(order, XsWire.XS_WATCH) > Array.IndexOf(order, XsWire.XS_READ), "the watch went out after the read's reply");
+        await write.WaitAsync(Patience);
+        Assert.Equal("p", await read.WaitAsync(Patience));
+        var order = rig.Daemon.Requests.Skip(before).Select(r => r.Type).ToArray();
+        Assert.Equal([XsWire.XS_WATCH, XsWire.XS_WRITE, XsWire.XS_READ], order);
         // The unwatch at dispose waits in the same way and completes.
         rig.Daemon.StallReads["/slow2"] = true;
         var slow2 = rig.Client.ReadAsync("/slow2");
@@ -175,7 +181,38 @@ public sealed class XenstoreClientTests
         await slow2.WaitAsync(Patience);
         await disposed.WaitAsync(Patience);
         Assert.Single(rig.RequestsOf(XsWire.XS_UNWATCH));
-        _ = stalled;
+        Assert.Equal(0, rig.Process!.PipelinedWrites);
+        Assert.Equal(1, rig.Process.MaxInFlight);
+    }
+
+    /// <summary>Many callers at once on one xenbus connection (the display server's device backends share one
+    /// client): every read gets its own node's value, nothing is ever written while a reply is unread, and the
+    /// socket transport, which may pipeline, gets the same answers.</summary>
+    [Theory]
+    [InlineData("xenbus")]
+    [InlineData("socket")]
+    public async Task XS07_ConcurrentCallersOnOneConnection_EachReadGetsItsOwnValue(string transport)
+    {
+        await using var rig = new Rig(transport);
+        const int Nodes = 16;
+        for (int i = 0; i < Nodes; i++) await rig.Client.WriteAsync($"/dev/{i}/be-alloc", i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var work = Enumerable.Range(0, 8).Select(worker => Task.Run(async () =>
+        {
+            for (int round = 0; round < 25; round++)
+            {
+                int i = (worker * 7 + round) % Nodes;
+                string expected = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                Assert.Equal(expected, await rig.Client.ReadStringAsync($"/dev/{i}/be-alloc"));
+                await rig.Client.WriteAsync($"/dev/{i}/seen-{worker}", "1");
+            }
+        })).ToArray();
+        await Task.WhenAll(work).WaitAsync(TimeSpan.FromMinutes(2));
+        if (rig.Process is { } process)
+        {
+            Assert.Equal(0, process.PipelinedWrites);
+            Assert.Equal(1, process.MaxInFlight);
+            Assert.Equal(0, process.WritesNotOneMessage);
+        }
     }
 
     [Theory]
