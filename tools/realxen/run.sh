@@ -44,10 +44,8 @@ t0=$(date +%s)
 
 say() { echo "realxen: $*"; }
 # The PV display part (Linux's xen-drm-front in a third domU served by `xenshare display-backend` in dom0):
-# XENSHARE_REALXEN_DISPLAY=1 turns it on; XENSHARE_REALXEN_DISPLAY_ONLY=1 runs only it (a quick loop). Off by
-# default for now: in one full run (after the conformance domUs) the backend read be-alloc 0 for the be-alloc
-# device and refused its buffers, while display-only runs pass; not explained yet (docs/conformance.md).
-DISPLAY_STAGE=${XENSHARE_REALXEN_DISPLAY:-0}
+# on by default; XENSHARE_REALXEN_DISPLAY=0 turns it off; XENSHARE_REALXEN_DISPLAY_ONLY=1 runs only it (a quick loop).
+DISPLAY_STAGE=${XENSHARE_REALXEN_DISPLAY:-1}
 die() { echo "realxen: FAILED: $*"; exit 2; }
 step() { say "[$(( $(date +%s) - t0 ))s] $*"; }
 
