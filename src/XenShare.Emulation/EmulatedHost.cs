@@ -16,10 +16,12 @@ public sealed class EmulatedHost : IDisposable
 {
     private readonly List<EmulatedGuest> _guests = new();
 
-    /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory and dom0.</summary>
-    public EmulatedHost(int machineFrames = 262144, DomainConfig? dom0 = null, KernelOptions? dom0Kernel = null, XenstoreOptions? xenstore = null)
+    /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory and dom0; domain
+    /// RAM is placed in machine memory as <paramref name="placement"/> says (DM01).</summary>
+    public EmulatedHost(int machineFrames = 262144, DomainConfig? dom0 = null, KernelOptions? dom0Kernel = null, XenstoreOptions? xenstore = null,
+        MachinePlacement placement = MachinePlacement.Extents)
     {
-        Xen = new XenHost(machineFrames);
+        Xen = new XenHost(machineFrames, placement);
         Xenstore = new XenstoreDaemon(xenstore);
         Dom0 = CreateGuest((dom0 ?? new DomainConfig()) with { Id = DomainId.Dom0 }, dom0Kernel);
     }

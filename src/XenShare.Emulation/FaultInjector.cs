@@ -5,7 +5,8 @@ namespace XenShare.Emulation;
 /// <summary>An allocation point of the emulated host that <see cref="FaultInjector"/> can make fail.</summary>
 public enum FaultPoint
 {
-    /// <summary>One machine frame (<c>MachineMemory.TryAllocate</c>: domain RAM, grant-table frames, populate_physmap).</summary>
+    /// <summary>Machine memory for a domain, one hit per allocation call: a single frame (grant-table frames,
+    /// populate_physmap, a Fragmented domain's RAM page), one RAM extent, or a direct-mapped domain's bank.</summary>
     MachineFrame,
     /// <summary>A contiguous run of machine frames (<c>MachineMemory.TryAllocateContiguous</c>).</summary>
     MachineContiguous,

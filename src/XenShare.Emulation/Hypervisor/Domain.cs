@@ -5,9 +5,10 @@ namespace XenShare.Emulation.Hypervisor;
 /// </summary>
 public sealed class Domain
 {
-    internal Domain(DomainId id, DomainType type, int ramPages, int unpopulatedPages, GrantTable grants, int maptrackFrames)
+    internal Domain(DomainId id, DomainType type, int ramPages, int unpopulatedPages, GrantTable grants, int maptrackFrames, bool directMapped = false)
     {
         Id = id;
+        IsDirectMapped = directMapped;
         Type = type;
         RamPages = ramPages;
         UnpopulatedPages = unpopulatedPages;
@@ -32,6 +33,15 @@ public sealed class Domain
 
     /// <summary>True for x86 guests.</summary>
     public bool IsX86 => Type != DomainType.Arm64;
+
+    /// <summary>True when the domain's RAM is one machine-contiguous run (DM01: an Arm dom0's 1:1 bank, or a
+    /// domain created with <see cref="DomainConfig.DirectMapped"/>): GFN g is MFN <see cref="DirectMapBase"/>
+    /// + g. Real Xen maps GFN g to MFN g; the emulator keeps an offset (frame 0 and the grant-table frames
+    /// sit below the bank), a deliberate deviation, since only the contiguity matters to DMA.</summary>
+    public bool IsDirectMapped { get; }
+
+    /// <summary>The machine frame of GFN 0 of a direct-mapped domain's bank (default otherwise).</summary>
+    internal MachineFrame DirectMapBase { get; set; }
 
     /// <summary>RAM pages: GFNs [0, RamPages).</summary>
     public int RamPages { get; }

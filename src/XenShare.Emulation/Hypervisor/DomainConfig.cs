@@ -20,4 +20,8 @@ public sealed record DomainConfig
 
     /// <summary>A fixed domain id, or null for the next free one.</summary>
     public DomainId? Id { get; init; }
+
+    /// <summary>Whether the domain's RAM is direct-mapped: one machine-contiguous run, as Xen gives an Arm
+    /// dom0 its 1:1 banks (DM01). Null (default): dom0 on Arm64 is direct-mapped, every other domain is not.</summary>
+    public bool? DirectMapped { get; init; }
 }

@@ -12,8 +12,17 @@ namespace XenShare.Emulation.Hypervisor;
 /// keeps a domain's own decrease/populate reservation cycle - a WC export and its release - cheap, P2).
 /// </summary>
 /// <remarks>
-/// Lock: <c>_allocLock</c> protects the free bitmap and the free count; it is a leaf (nothing else is
-/// taken while holding it). Reference counts and owners are updated with Interlocked operations.
+/// Placement (DM01): single frames (<see cref="TryAllocate(DomainId, out MachineFrame)"/>: grant-table
+/// frames, populate_physmap) and contiguous runs (<see cref="TryAllocateContiguous"/>, a direct-mapped
+/// domain's bank) are taken first fit from the bottom; a domain's RAM extents are taken from the top down
+/// (<see cref="MachinePlacement.Extents"/>), or frame by frame along a scattered walk
+/// (<see cref="MachinePlacement.Fragmented"/>). Fault injection is consulted before the lock is taken,
+/// once per allocation call (a frame, an extent, a bank).
+/// Lock: <c>_allocLock</c> protects the free bitmap, the free count, the first-fit hint and the scattered
+/// walk's cursor; it is a leaf (nothing else is taken while holding it, not even the fault injector's).
+/// The single-frame allocator's invariant (every bitmap word below the hint is full) only needs the hint
+/// lowered when a frame is freed: the other paths only mark frames used. Reference counts and owners are
+/// updated with Interlocked operations.
 /// Each frame also counts the grant pins on it (<see cref="GrantPinsOf"/>), so the host knows at every
 /// moment whether some domain maps it through a grant: a frame freed, scrubbed or handed out while pinned
 /// is reported to <see cref="FrameHazard"/> (the isolation monitor), after <c>_allocLock</c> is released.
@@ -33,6 +42,8 @@ public sealed unsafe class MachineMemory : IDisposable
     private byte* _base;
     private long _freeCount;
     private int _hint;
+    private readonly int _scatterStride;   // Fragmented placement: the walk's stride, coprime with FrameCount
+    private int _scatterCursor = 1;         // Fragmented placement: the walk's next index (under _allocLock)
 
     /// <summary>Creates machine memory of <paramref name="frameCount"/> frames.</summary>
     public MachineMemory(int frameCount)
@@ -66,6 +77,11 @@ public sealed unsafe class MachineMemory : IDisposable
         _used[0] = 1;
         _refCount[0] = 1;
         _freeCount--;
+        int stride = (int)(frameCount * 0.6180339887) | 1;
+        while (Gcd(stride, frameCount) != 1) stride += 2;
+        _scatterStride = stride;
+
+        static int Gcd(int a, int b) { while (b != 0) (a, b) = (b, a % b); return a; }
     }
 
     /// <summary>Fault injection (null: none).</summary>
@@ -170,29 +186,235 @@ public sealed unsafe class MachineMemory : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         first = default;
         if (Faults?.ShouldFail(FaultPoint.MachineContiguous) == true) return false;
+        int start;
         lock (_allocLock)
         {
-            int run = 0;
-            for (int f = 1; f < FrameCount; f++)
-            {
-                if ((_used[f >> 6] & (1UL << (f & 63))) != 0) { run = 0; continue; }
-                if (++run < count) continue;
-                int start = f - count + 1;
-                for (int g = start; g <= f; g++) _used[g >> 6] |= 1UL << (g & 63);
-                _freeCount -= count;
-                first = new MachineFrame((ulong)start);
-                for (int g = start; g <= f; g++) Claim(new MachineFrame((ulong)g), owner);
-                break;
-            }
+            start = FindFirstFitRun(count);
+            if (start < 0) return false;
+            ClaimRunLocked(start, count, owner);
         }
-        if (first.Value == 0) return false;
+        first = new MachineFrame((ulong)start);
+        ScrubRun(start, count, owner, 0);
+        return true;
+    }
+
+    /// <summary>The RAM bank of a direct-mapped domain (DM01): <paramref name="count"/> machine-contiguous
+    /// frames, first fit from the bottom of memory (the top stays for other domains' extents), each with
+    /// reference count 1 and scrubbed unless clean or last held by the same domain instance. One hit of
+    /// <see cref="FaultPoint.MachineFrame"/>. False when no such run is free.</summary>
+    internal bool TryAllocateBank(DomainId owner, int ownerToken, int count, out MachineFrame first)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        first = default;
+        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
+        int start;
+        lock (_allocLock)
+        {
+            start = FindFirstFitRun(count);
+            if (start < 0) return false;
+            ClaimRunLocked(start, count, owner);
+        }
+        first = new MachineFrame((ulong)start);
+        ScrubRun(start, count, owner, ownerToken);
+        return true;
+    }
+
+    /// <summary>One RAM extent of a domain placed with <see cref="MachinePlacement.Extents"/> (DM01): an
+    /// aligned run of 2^order frames, where order is the largest not above <paramref name="maxOrder"/> of
+    /// which an aligned free run exists. Of those runs it takes the highest that ends at or below
+    /// <paramref name="below"/> (the previous extent's first frame, or <see cref="FrameCount"/> for the
+    /// first), so a domain's extents go downward; failing that the highest anywhere that does not start at
+    /// <paramref name="avoidStart"/> (just above the previous extent, which would make the boundary
+    /// machine-consecutive); failing that that one. Each frame gets reference count 1 and is scrubbed
+    /// unless clean or last held by the same domain instance. One hit of <see cref="FaultPoint.MachineFrame"/>
+    /// per extent, as Xen allocates an extent in one call. False when memory is exhausted.</summary>
+    internal bool TryAllocateExtent(DomainId owner, int ownerToken, int maxOrder, int below, int avoidStart, out MachineFrame first, out int frames)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxOrder);
+        first = default;
+        frames = 0;
+        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
+        int start = -1, order = Math.Min(maxOrder, 30);
+        lock (_allocLock)
+        {
+            for (; order >= 0; order--)
+            {
+                start = FindAlignedFreeBlockTopDown(order, below, -1);
+                if (start < 0) start = FindAlignedFreeBlockTopDown(order, FrameCount, avoidStart);
+                if (start < 0 && avoidStart > 0 && avoidStart + (1L << order) <= FrameCount && avoidStart % (1 << order) == 0 && IsFreeRun(avoidStart, 1 << order))
+                    start = avoidStart;
+                if (start >= 0) break;
+            }
+            if (start < 0) return false;
+            ClaimRunLocked(start, 1 << order, owner);
+        }
+        first = new MachineFrame((ulong)start);
+        frames = 1 << order;
+        ScrubRun(start, frames, owner, ownerToken);
+        return true;
+    }
+
+    /// <summary>One RAM page of a domain placed with <see cref="MachinePlacement.Fragmented"/> (DM01): a
+    /// single frame along a deterministic scattered walk of machine memory (frame i*stride mod
+    /// <see cref="FrameCount"/> for a host-wide i, the stride coprime with the frame count and near
+    /// 0.618 of it), never adjacent to <paramref name="previous"/> (the frame of the guest frame before;
+    /// default for none). When the walk meets only used frames for a while (memory nearly full) the lowest
+    /// free frame not adjacent to <paramref name="previous"/> is taken, and when the only free frames left
+    /// are adjacent to it, one of those. One hit of <see cref="FaultPoint.MachineFrame"/>. Scrubbed as
+    /// <see cref="TryAllocate(DomainId, out MachineFrame)"/>. False when memory is exhausted.</summary>
+    internal bool TryAllocateScattered(DomainId owner, int ownerToken, MachineFrame previous, out MachineFrame frame)
+    {
+        frame = default;
+        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
+        long prev = previous.Value == 0 ? -2 : (long)previous.Value;
+        int f = -1;
+        lock (_allocLock)
+        {
+            if (_freeCount == 0) return false;
+            for (int step = 0; step < ScatterWalkLimit && f < 0; step++)
+            {
+                int candidate = (int)((long)_scatterCursor * _scatterStride % FrameCount);
+                _scatterCursor = (_scatterCursor + 1) % FrameCount;
+                if (!IsUsed(candidate) && Math.Abs(candidate - prev) != 1) f = candidate;
+            }
+            if (f < 0) f = LowestFreeFrame(prev);
+            if (f < 0) return false;
+            ClaimRunLocked(f, 1, owner);
+        }
+        frame = new MachineFrame((ulong)f);
+        ScrubRun(f, 1, owner, ownerToken);
+        return true;
+    }
+
+    /// <summary>One frame for a domain, <paramref name="preferred"/> when it is free (a direct-mapped
+    /// domain repopulating a GFN of its bank gets the bank's own frame back), else the lowest free frame.
+    /// One hit of <see cref="FaultPoint.MachineFrame"/>; scrubbed as <see cref="TryAllocate(DomainId, out MachineFrame)"/>.</summary>
+    internal bool TryAllocatePreferred(DomainId owner, int ownerToken, MachineFrame preferred, out MachineFrame frame)
+    {
+        int p = preferred.Value > 0 && preferred.Value < (ulong)FrameCount ? (int)preferred.Value : -1;
+        if (p < 0) return TryAllocate(owner, ownerToken, out frame);
+        frame = default;
+        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
+        int f;
+        lock (_allocLock)
+        {
+            f = IsUsed(p) ? LowestFreeFrame(-2) : p;
+            if (f < 0) return false;
+            ClaimRunLocked(f, 1, owner);
+        }
+        frame = new MachineFrame((ulong)f);
+        ScrubRun(f, 1, owner, ownerToken);
+        return true;
+    }
+
+    // ---------------------------------------------------------------- placement helpers (under _allocLock)
+
+    private const int ScatterWalkLimit = 256;
+
+    private bool IsUsed(int f) => (_used[f >> 6] & (1UL << (f & 63))) != 0;
+
+    private bool IsFreeRun(int start, int count)
+    {
+        for (int f = start; f < start + count; f++) if (IsUsed(f)) return false;
+        return true;
+    }
+
+    /// <summary>Marks a free run used, counts it and gives every frame its owner and count 1. Marking
+    /// frames used never breaks the single-frame allocator's invariant (every word below <c>_hint</c> is
+    /// full), so <c>_hint</c> is left alone.</summary>
+    private void ClaimRunLocked(int start, int count, DomainId owner)
+    {
+        for (int f = start; f < start + count; f++) _used[f >> 6] |= 1UL << (f & 63);
+        _freeCount -= count;
+        for (int f = start; f < start + count; f++) Claim(new MachineFrame((ulong)f), owner);
+    }
+
+    /// <summary>After <c>_allocLock</c>: reports frames handed out while a grant pins them, and scrubs.</summary>
+    private void ScrubRun(int start, int count, DomainId owner, int ownerToken)
+    {
         for (int i = 0; i < count; i++)
         {
-            var f = new MachineFrame(first.Value + (ulong)i);
+            var f = new MachineFrame((ulong)(start + i));
             if (Volatile.Read(ref _grantPins[f.Value]) != 0) FrameHazard?.Invoke(IsolationHazardKind.ReassignedWhileMapped, f, owner);
-            ScrubFor(f, 0);
+            ScrubFor(f, ownerToken);
         }
-        return true;
+    }
+
+    /// <summary>The first run of <paramref name="count"/> free frames (lowest address), or -1.</summary>
+    private int FindFirstFitRun(int count)
+    {
+        int run = 0;
+        for (int f = _hint * 64; f < FrameCount; f++)
+        {
+            if ((f & 63) == 0 && _used[f >> 6] == ulong.MaxValue) { run = 0; f += 63; continue; }
+            if (IsUsed(f)) { run = 0; continue; }
+            if (++run == count) return f - count + 1;
+        }
+        return -1;
+    }
+
+    /// <summary>The highest 2^order aligned run of free frames that ends at or below
+    /// <paramref name="limit"/> and does not start at <paramref name="avoid"/>, or -1.</summary>
+    private int FindAlignedFreeBlockTopDown(int order, int limit, int avoid)
+    {
+        int size = 1 << order;
+        int top = Math.Min(limit, FrameCount);
+        if (top < size) return -1;
+        if (order >= 6)
+        {
+            int wordsPer = size >> 6;
+            for (int s = (top - size) / size * size; s >= 0; s -= size)
+            {
+                if (s == avoid) continue;
+                int w0 = s >> 6;
+                bool free = true;
+                for (int w = w0; w < w0 + wordsPer && free; w++) free = _used[w] == 0;
+                if (free) return s;
+            }
+            return -1;
+        }
+        ulong aligned = AlignedBits[order];
+        for (int w = (top - 1) >> 6; w >= 0; w--)
+        {
+            ulong m = ~_used[w];
+            int inWord = top - w * 64;
+            if (inWord < 64) m &= (1UL << inWord) - 1;
+            for (int sh = 1; sh < size && m != 0; sh <<= 1) m &= m >> sh;
+            m &= aligned;
+            while (m != 0)
+            {
+                int bit = 63 - BitOperations.LeadingZeroCount(m);
+                int s = w * 64 + bit;
+                if (s != avoid) return s;
+                m &= ~(1UL << bit);
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Bit i set where i is a multiple of 2^order (orders 0..5).</summary>
+    private static readonly ulong[] AlignedBits =
+        [ulong.MaxValue, 0x5555555555555555UL, 0x1111111111111111UL, 0x0101010101010101UL, 0x0001000100010001UL, 0x0000000100000001UL];
+
+    /// <summary>The lowest free frame not adjacent to <paramref name="previous"/>, else the lowest free
+    /// frame, or -1 when none is free.</summary>
+    private int LowestFreeFrame(long previous)
+    {
+        int fallback = -1;
+        for (int w = _hint; w < _used.Length; w++)
+        {
+            ulong free = ~_used[w];
+            while (free != 0)
+            {
+                int bit = BitOperations.TrailingZeroCount(free);
+                int f = w * 64 + bit;
+                if (f >= FrameCount) return fallback;
+                if (Math.Abs(f - previous) != 1) return f;
+                if (fallback < 0) fallback = f;
+                free &= free - 1;
+            }
+        }
+        return fallback;
     }
 
     /// <summary>Scrubs a freshly claimed frame unless it is clean or last held data of the same domain

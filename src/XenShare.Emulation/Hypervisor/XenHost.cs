@@ -27,9 +27,12 @@ public sealed class XenHost : IDisposable
     private int _nextDomainToken;   // guarded by _domainLock: a unique id per domain ever created
     private bool _disposed;
 
-    /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory (default 1 GiB).</summary>
-    public XenHost(int machineFrames = 262144)
+    /// <summary>Creates a host with <paramref name="machineFrames"/> frames of machine memory (default 1 GiB)
+    /// that places domain RAM as <paramref name="placement"/> says (DM01).</summary>
+    public XenHost(int machineFrames = 262144, MachinePlacement placement = MachinePlacement.Extents)
     {
+        if (!Enum.IsDefined(placement)) throw new ArgumentOutOfRangeException(nameof(placement));
+        Placement = placement;
         Memory = new MachineMemory(machineFrames) { Faults = Faults };
         Memory.FrameHazard = (kind, frame, owner) => Report(kind, owner, frame, null);
         _initialFreeFrames = Memory.FreeFrames;
@@ -41,6 +44,10 @@ public sealed class XenHost : IDisposable
     /// <summary>The machine memory.</summary>
     public MachineMemory Memory { get; }
 
+    /// <summary>How domain RAM is placed in machine memory (DM01; a direct-mapped domain's RAM is one
+    /// contiguous run either way).</summary>
+    public MachinePlacement Placement { get; }
+
     /// <summary>Fault injection for every allocation point of this host and its kernels (off by default).</summary>
     public FaultInjector Faults { get; } = new();
 
@@ -50,7 +57,10 @@ public sealed class XenHost : IDisposable
     /// <summary>Domains destroyed while others still map their pages (GT11).</summary>
     public int ZombieCount { get { lock (_domainLock) return _zombies.Count; } }
 
-    /// <summary>Creates a domain with its RAM populated.</summary>
+    /// <summary>Creates a domain with its RAM populated, placed in machine memory as DM01 says: a
+    /// direct-mapped domain (<see cref="DomainConfig.DirectMapped"/>; by default dom0 on Arm64) gets one
+    /// machine-contiguous run, any other domain extents or scattered frames (<see cref="Placement"/>).
+    /// Throws <see cref="InvalidOperationException"/>, with nothing kept, when memory cannot hold it.</summary>
     public Domain CreateDomain(DomainConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -58,23 +68,68 @@ public sealed class XenHost : IDisposable
         {
             ushort id = config.Id?.Value ?? NextFreeId();
             if (id >= GrantTableConstants.DOMID_SELF || _domains.ContainsKey(id)) throw new ArgumentException($"domain id {id} is in use or invalid");
+            bool directMapped = config.DirectMapped ?? (id == DomainId.Dom0.Value && config.Type == DomainType.Arm64);
             int token = ++_nextDomainToken;
             var grants = new GrantTable(Memory, new DomainId(id), config.MaxGrantFrames, token);
-            var d = new Domain(new DomainId(id), config.Type, config.RamPages, config.UnpopulatedPages, grants, config.MaptrackFrames) { Token = token };
+            var d = new Domain(new DomainId(id), config.Type, config.RamPages, config.UnpopulatedPages, grants, config.MaptrackFrames, directMapped) { Token = token };
             d.MapTrack.Faults = Faults;
-            for (int g = 0; g < config.RamPages; g++)
+            int placed = directMapped ? PlaceBank(d) : Placement == MachinePlacement.Fragmented ? PlaceScattered(d) : PlaceExtents(d);
+            if (placed < d.RamPages)
             {
-                if (!Memory.TryAllocate(d.Id, d.Token, out var mfn))
-                {
-                    ReleaseRam(d, g);
-                    grants.Free();
-                    throw new InvalidOperationException($"machine memory exhausted creating {d}");
-                }
-                d.P2M.SetRam(new GuestFrame((ulong)g), mfn);
+                ReleaseRam(d, placed);
+                grants.Free();
+                throw new InvalidOperationException(directMapped
+                    ? $"machine memory exhausted creating {d}: no free contiguous run of {d.RamPages} frames for its direct-mapped RAM"
+                    : $"machine memory exhausted creating {d}");
             }
             _domains[id] = d;
             return d;
         }
+    }
+
+    /// <summary>A direct-mapped domain's RAM: one contiguous run, GFN g at MFN base + g. Returns the
+    /// number of GFNs placed (all or none).</summary>
+    private int PlaceBank(Domain d)
+    {
+        if (d.RamPages == 0) return 0;
+        if (!Memory.TryAllocateBank(d.Id, d.Token, d.RamPages, out var first)) return 0;
+        d.DirectMapBase = first;
+        for (int g = 0; g < d.RamPages; g++) d.P2M.SetRam(new GuestFrame((ulong)g), new MachineFrame(first.Value + (ulong)g));
+        return d.RamPages;
+    }
+
+    /// <summary>Extents placement: 2 MiB extents while aligned free runs exist, else the largest smaller
+    /// power of two; each extent below the previous one when memory allows. Returns the GFNs placed.</summary>
+    private int PlaceExtents(Domain d)
+    {
+        const int MaxOrder = 9;   // 2 MiB
+        int g = 0, order = MaxOrder, below = Memory.FrameCount, avoid = -1;
+        while (g < d.RamPages)
+        {
+            int want = Math.Min(order, System.Numerics.BitOperations.Log2((uint)(d.RamPages - g)));
+            if (!Memory.TryAllocateExtent(d.Id, d.Token, want, below, avoid, out var first, out int frames)) return g;
+            for (int i = 0; i < frames; i++) d.P2M.SetRam(new GuestFrame((ulong)(g + i)), new MachineFrame(first.Value + (ulong)i));
+            g += frames;
+            // No aligned run of a larger order was free a moment ago: do not look for one again.
+            if (frames < 1 << want) order = System.Numerics.BitOperations.Log2((uint)frames);
+            below = (int)first.Value;
+            avoid = below + frames;
+        }
+        return g;
+    }
+
+    /// <summary>Fragmented placement: one scattered frame per GFN, never next to the previous GFN's frame
+    /// while memory allows. Returns the GFNs placed.</summary>
+    private int PlaceScattered(Domain d)
+    {
+        var previous = default(MachineFrame);
+        for (int g = 0; g < d.RamPages; g++)
+        {
+            if (!Memory.TryAllocateScattered(d.Id, d.Token, previous, out var mfn)) return g;
+            d.P2M.SetRam(new GuestFrame((ulong)g), mfn);
+            previous = mfn;
+        }
+        return d.RamPages;
     }
 
     private ushort NextFreeId()
@@ -474,13 +529,19 @@ public sealed class XenHost : IDisposable
         return true;
     }
 
-    /// <summary>XENMEM_populate_physmap for one empty GFN: a fresh frame is placed there. False if the
-    /// slot is not empty or memory is exhausted.</summary>
+    /// <summary>XENMEM_populate_physmap for one empty GFN: a fresh frame is placed there (for a
+    /// direct-mapped domain's RAM GFN, the bank's own frame when it is free). False if the slot is not
+    /// empty or memory is exhausted.</summary>
     public bool PopulatePhysmap(Domain caller, GuestFrame gfn)
     {
         ArgumentNullException.ThrowIfNull(caller);
         if (gfn.Value >= (ulong)caller.P2M.Size || caller.P2M.TryGet(gfn, out _, out _)) return false;
-        if (!Memory.TryAllocate(caller.Id, caller.Token, out var mfn)) return false;
+        // A direct-mapped domain gets its bank's own frame back when it is still free (Xen maps such a
+        // domain's GFN to the same MFN), so balloon cycles keep the bank contiguous; anyone else any frame.
+        bool bank = caller.IsDirectMapped && gfn.Value < (ulong)caller.RamPages;
+        MachineFrame mfn;
+        if (!(bank ? Memory.TryAllocatePreferred(caller.Id, caller.Token, new MachineFrame(caller.DirectMapBase.Value + gfn.Value), out mfn)
+                   : Memory.TryAllocate(caller.Id, caller.Token, out mfn))) return false;
         caller.P2M.SetRam(gfn, mfn);
         return true;
     }
