@@ -220,7 +220,7 @@ fi
 PUB="$C/runner-publish"
 step "publishing tools/conformance-runner for linux-arm64 (self-contained, trimmed)"
 dotnet publish "$REPO/tools/conformance-runner/XenShare.ConformanceRunner.csproj" -c Release -r linux-arm64 \
-    --self-contained -p:PublishTrimmed=true -o "$PUB" -v quiet -nologo > "$C/publish.log" 2>&1 ||
+    --self-contained -p:PublishTrimmed=true -p:PublishReadyToRun=true -o "$PUB" -v quiet -nologo > "$C/publish.log" 2>&1 ||
     { tail -n 40 "$C/publish.log"; die "dotnet publish of the conformance runner failed (log: $C/publish.log)"; }
 
 # The xenshare tool for dom0 (its display-backend command serves the display domU's vdispl devices).
@@ -228,7 +228,7 @@ if [ "$DISPLAY_STAGE" = 1 ]; then
     CLIPUB="$C/cli-publish"
     step "publishing src/XenShare.Cli for linux-arm64 (self-contained, trimmed)"
     dotnet publish "$REPO/src/XenShare.Cli/XenShare.Cli.csproj" -c Release -r linux-arm64 \
-        --self-contained -p:PublishTrimmed=true -o "$CLIPUB" -v quiet -nologo > "$C/publish-cli.log" 2>&1 ||
+        --self-contained -p:PublishTrimmed=true -p:PublishReadyToRun=true -o "$CLIPUB" -v quiet -nologo > "$C/publish-cli.log" 2>&1 ||
         { tail -n 40 "$C/publish-cli.log"; die "dotnet publish of the xenshare tool failed (log: $C/publish-cli.log)"; }
 fi
 

@@ -36,9 +36,13 @@ internal static class DemoCommand
         var copy = new Option<bool>("--copy") { Description = "Use the copying path (GRANT_COPY of every frame into a dom0 buffer) instead of zero-copy dma-buf scan-out, for comparison." };
         var beAlloc = new Option<bool>("--be-alloc") { Description = "Backend-allocated framebuffers (be-alloc = 1): dom0 allocates contiguous DMA memory, grants it to domU (IMP_TO_REFS), domU maps it and draws into it." };
         var pngEvery = new Option<int>("--png-every") { Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
+        var backendDomain = new Option<string>("--backend-domain") { Description = "Where the display backend and its display run: 'driver' (default: a display driver domain, not direct-mapped, its display behind the SMMU, as zero-copy display backends run on Arm) or 'dom0' (direct-mapped: its display sees machine addresses through the Xen swiotlb).", DefaultValueFactory = _ => "driver" };
+        backendDomain.AcceptOnlyFromAmong("driver", "dom0");
+        var fragmented = new Option<bool>("--fragmented") { Description = "Place machine memory deliberately fragmented (no two consecutive guest frames of a domU are machine-consecutive) instead of Xen's 2 MiB extents." };
+        var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, ...) instead of the table." };
 
         var command = new Command("demo", "The main job: a zero-copy para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and dom0's backend walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; dom0 hands each framebuffer's dma-buf to a scan-out engine that maps it as one contiguous segment and scans every frame out in place into a PNG file. Prints a summary table and writes a contact sheet.");
-        foreach (var option in new Option[] { width, height, frames, buffers, output, beAlloc, copy, pngEvery }) command.Options.Add(option);
+        foreach (var option in new Option[] { width, height, frames, buffers, output, beAlloc, copy, pngEvery, backendDomain, fragmented, json }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var options = new DemoOptions
@@ -51,14 +55,16 @@ internal static class DemoCommand
                 Copy = parseResult.GetValue(copy),
                 BackendAllocated = parseResult.GetValue(beAlloc),
                 PngEvery = parseResult.GetValue(pngEvery),
+                BackendDomain = parseResult.GetValue(backendDomain) == "dom0" ? DemoBackendDomain.Dom0 : DemoBackendDomain.Driver,
+                Fragmented = parseResult.GetValue(fragmented),
             };
-            return await RunAsync(options, parseResult.InvocationConfiguration.Output, parseResult.InvocationConfiguration.Error, cancellationToken).ConfigureAwait(false);
+            return await RunAsync(options, parseResult.InvocationConfiguration.Output, parseResult.InvocationConfiguration.Error, cancellationToken, parseResult.GetValue(json)).ConfigureAwait(false);
         });
         return command;
     }
 
     /// <summary>Validates, runs the scene with a progress bar, prints the summary; returns the exit code.</summary>
-    internal static async Task<int> RunAsync(DemoOptions options, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    internal static async Task<int> RunAsync(DemoOptions options, TextWriter output, TextWriter error, CancellationToken cancellationToken, bool json = false)
     {
         var problems = options.Validate();
         string? outProblem = problems.Count == 0 ? options.CheckOutputDirectory() : null;
@@ -70,6 +76,7 @@ internal static class DemoCommand
         }
 
         var console = CreateConsole(output, out bool interactive);
+        interactive &= !json;
         string mode = Mode(options);
         DemoResult result;
         try
@@ -93,7 +100,7 @@ internal static class DemoCommand
             }
             else
             {
-                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {mode}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
+                if (!json) await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {mode}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
                 result = await Task.Run(() => DemoScene.RunAsync(options, null, cancellationToken), CancellationToken.None).ConfigureAwait(false);
             }
         }
@@ -111,7 +118,12 @@ internal static class DemoCommand
             return CancelledExitCode;
         }
 
-        console.Write(SummaryTable(result));
+        if (json) await output.WriteLineAsync(Json(result)).ConfigureAwait(false);
+        else
+        {
+            console.Write(SummaryTable(result));
+            if (result.Advice is { } advice) await output.WriteLineAsync("note: " + advice).ConfigureAwait(false);
+        }
         if (!result.Clean)
         {
             await WriteLeaksAsync(error, result).ConfigureAwait(false);
@@ -141,8 +153,50 @@ internal static class DemoCommand
         return console;
     }
 
+    /// <summary>The run's summary as one JSON object (written by hand: the trimmed tool uses no reflection).</summary>
+    internal static string Json(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var o = result.Options;
+        using var stream = new MemoryStream();
+        using (var w = new System.Text.Json.Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteString("mode", o.Copy ? "copy" : "scanout");
+            w.WriteString("backend_domain", o.BackendDomain == DemoBackendDomain.Dom0 ? "dom0" : "driver");
+            w.WriteNumber("backend_domid", result.BackendDomainId);
+            w.WriteBoolean("backend_direct_mapped", result.BackendDirectMapped);
+            w.WriteBoolean("be_alloc", o.BackendAllocated);
+            w.WriteString("placement", o.Fragmented ? "fragmented" : "extents");
+            w.WriteNumber("width", o.Width);
+            w.WriteNumber("height", o.Height);
+            w.WriteNumber("buffers", o.Buffers);
+            w.WriteNumber("frames_requested", o.Frames);
+            w.WriteNumber("frames_shown", result.FramesCompleted);
+            w.WriteNumber("cpu_bytes_copied", result.CpuBytesCopied);
+            w.WriteNumber("bounce_bytes", result.BounceBytes);
+            w.WriteNumber("mapping_errors", result.MappingErrors);
+            w.WriteBoolean("zero_copy", result.ZeroCopy);
+            w.WriteNumber("zero_copy_frames", result.ZeroCopyFrames);
+            w.WriteStartArray("scanout_segments");
+            foreach (int n in result.ScanoutSegments) w.WriteNumberValue(n);
+            w.WriteEndArray();
+            w.WriteNumber("grant_ops_per_frame", result.GrantOpsPerFrame);
+            w.WriteNumber("microseconds_per_flip", Math.Round(result.MicrosecondsPerFlip, 1));
+            w.WriteNumber("png_files", result.PngFiles.Count);
+            w.WriteBoolean("cancelled", result.Cancelled);
+            w.WriteBoolean("clean", result.Clean);
+            w.WriteNumber("leaks", result.Leaks.Count);
+            if (result.Advice is { } advice) w.WriteString("advice", advice);
+            else w.WriteNull("advice");
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
     private static string Mode(DemoOptions o) =>
-        o.Copy ? "copy (GRANT_COPY)" : o.BackendAllocated ? "zero-copy, backend-allocated (be-alloc)" : "zero-copy (dma-buf scan-out)";
+        (o.Copy ? "copy (GRANT_COPY)" : o.BackendAllocated ? "dma-buf scan-out, backend-allocated (be-alloc)" : "dma-buf scan-out") +
+        (o.BackendDomain == DemoBackendDomain.Dom0 ? ", backend in dom0" : ", backend in a driver domain") + (o.Fragmented ? ", fragmented memory" : "");
 
     /// <summary>The summary table of a finished run.</summary>
     internal static Table SummaryTable(DemoResult result)
@@ -151,14 +205,16 @@ internal static class DemoCommand
         var o = result.Options;
         var c = CultureInfo.InvariantCulture;
         var table = new Table().Title(o.Copy ? "xenshare demo --copy: copying display path (displif + GRANT_COPY)"
-            : o.BackendAllocated ? "xenshare demo --be-alloc: zero-copy display path (displif, backend-allocated buffers, scan-out)"
-            : "xenshare demo: zero-copy display path (displif, frontend-allocated buffers, dma-buf scan-out)");
+            : o.BackendAllocated ? "xenshare demo --be-alloc: display path (displif, backend-allocated buffers, dma-buf scan-out)"
+            : "xenshare demo: display path (displif, frontend-allocated buffers, dma-buf scan-out)");
         table.AddColumns("", "this run", "for comparison");
         string other = o.Copy ? "zero-copy" : "--copy";
         void Row(string what, string value, string comparison = "") => table.AddRow(new Text(what), new Text(value), new Text(comparison));
 
-        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); dom0's xenbus states: {result.BackendStates}"),
-            o.BackendAllocated ? "buffers: dom0's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to dom0 (EXP_FROM_REFS, WC)");
+        Row("backend", string.Create(c, $"dom{result.BackendDomainId} ({(result.BackendDirectMapped ? "direct-mapped: its display sees machine addresses, Xen swiotlb" : "a display driver domain: its display behind the SMMU sees guest-physical addresses")}); machine placement: {(o.Fragmented ? "fragmented" : "2 MiB extents")}"),
+            o.BackendDomain == DemoBackendDomain.Dom0 ? "--backend-domain driver: the display in a driver domain" : "--backend-domain dom0: the display in dom0");
+        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); the backend's xenbus states: {result.BackendStates}"),
+            o.BackendAllocated ? "buffers: the backend's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to the backend (EXP_FROM_REFS, WC)");
         Row("requests", result.Requests.Length == 0 ? "-" : result.Requests, "displif v2 on the shared ring; flip events on the event page");
         Row("frame", string.Create(c, $"{o.Width}x{o.Height} XRGB8888, {o.FrameBytes:N0} B ({o.PagesPerBuffer} pages), {o.Buffers} buffer(s)"));
         Row("frames", string.Create(c, $"{result.FramesCompleted}"));
@@ -171,6 +227,9 @@ internal static class DemoCommand
         {
             string segments = result.ScanoutSegments.Count == 0 ? "-" : string.Join(", ", result.ScanoutSegments);
             Row("scan-out", string.Create(c, $"{result.ZeroCopyFrames} of {result.FramesCompleted} frames read in place"), $"DMA segments per buffer: {segments}");
+            Row("swiotlb bounce bytes", string.Create(c, $"{result.BounceBytes:N0}"), "copies a direct-mapped domain makes for scattered buffers (at most 256 KiB each)");
+            Row("mapping errors", string.Create(c, $"{result.MappingErrors}"), "framebuffers the display could not map (ENOMEM)");
+            Row("zero copy", result.ZeroCopy ? "yes: no byte copied on the way to the display" : "no", "");
         }
         Row("teardown", result.Clean ? "buffers released, leak check clean" : "NOT clean", result.Leaks.Count == 0 ? "" : string.Create(c, $"{result.Leaks.Count} leak finding(s)"));
         if (result.PngFiles.Count > 0)

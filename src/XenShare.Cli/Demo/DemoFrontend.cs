@@ -40,6 +40,10 @@ internal sealed class DemoFrontend
     /// <summary>True when the backend did not let go within the close timeout at the end.</summary>
     public bool BackendCloseTimedOut { get; private set; }
 
+    /// <summary>FB_ATTACHes the backend answered with ENOMEM (its display could not map the buffer); with any, no
+    /// frame is shown.</summary>
+    public int MappingErrors { get; private set; }
+
     /// <summary>True unless a DBUF_DESTROY was answered with an error (a release that did not happen in time).</summary>
     public bool Released { get; private set; } = true;
 
@@ -61,36 +65,48 @@ internal sealed class DemoFrontend
         frontend.RequestTimeout = RequestTimeout;
         try
         {
-            var buffers = new DisplifBuffer[o.Buffers];
-            var framebuffers = new DisplifFramebuffer[o.Buffers];
+            var buffers = new List<DisplifBuffer>(o.Buffers);
+            var framebuffers = new List<DisplifFramebuffer>(o.Buffers);
             for (int b = 0; b < o.Buffers; b++)
             {
-                buffers[b] = frontend.BackendAllocates
+                var buffer = frontend.BackendAllocates
                     ? await frontend.CreateBackendBufferAsync(o.Width, o.Height, 32, stop).ConfigureAwait(false)
                     : await frontend.CreateBufferAsync(o.Width, o.Height, 32, stop).ConfigureAwait(false);
-                framebuffers[b] = await frontend.AttachFramebufferAsync(buffers[b], DisplifPixelFormat.XR24, cancellationToken: stop).ConfigureAwait(false);
-            }
-
-            for (int frame = 0; frame < o.Frames; frame++)
-            {
-                stop.ThrowIfCancellationRequested();
-                int b = frame % o.Buffers;
-                TestPattern.Draw(buffers[b].Pixels, o.Width, o.Height, buffers[b].Pitch, frame, b);
-                long start = Stopwatch.GetTimestamp();
-                if (frame == 0) await frontend.SetConfigAsync(0, framebuffers[b], stop).ConfigureAwait(false);   // the mode set shows frame 0
-                else await frontend.PageFlipAsync(0, framebuffers[b], stop).ConfigureAwait(false);
-                _roundTrips[frame] = Stopwatch.GetTimestamp() - start;
-                int done = Interlocked.Increment(ref _completed);
-                _frameDone?.Invoke(done);
-            }
-
-            await frontend.SetConfigAsync(0, null, stop).ConfigureAwait(false);
-            for (int b = 0; b < o.Buffers; b++)
-            {
-                await frontend.DetachFramebufferAsync(framebuffers[b], stop).ConfigureAwait(false);
+                buffers.Add(buffer);
                 try
                 {
-                    await frontend.DestroyBufferAsync(buffers[b], stop).ConfigureAwait(false);
+                    framebuffers.Add(await frontend.AttachFramebufferAsync(buffer, DisplifPixelFormat.XR24, cancellationToken: stop).ConfigureAwait(false));
+                }
+                catch (DisplifRequestException e) when (e.Status == -Abi.Errno.ENOMEM)
+                {
+                    // The backend's display could not map the buffer (DM04): nothing can be shown. Tear down.
+                    MappingErrors++;
+                }
+            }
+
+            if (MappingErrors == 0)
+            {
+                for (int frame = 0; frame < o.Frames; frame++)
+                {
+                    stop.ThrowIfCancellationRequested();
+                    int b = frame % o.Buffers;
+                    TestPattern.Draw(buffers[b].Pixels, o.Width, o.Height, buffers[b].Pitch, frame, b);
+                    long start = Stopwatch.GetTimestamp();
+                    if (frame == 0) await frontend.SetConfigAsync(0, framebuffers[b], stop).ConfigureAwait(false);   // the mode set shows frame 0
+                    else await frontend.PageFlipAsync(0, framebuffers[b], stop).ConfigureAwait(false);
+                    _roundTrips[frame] = Stopwatch.GetTimestamp() - start;
+                    int done = Interlocked.Increment(ref _completed);
+                    _frameDone?.Invoke(done);
+                }
+                await frontend.SetConfigAsync(0, null, stop).ConfigureAwait(false);
+            }
+
+            foreach (var framebuffer in framebuffers) await frontend.DetachFramebufferAsync(framebuffer, stop).ConfigureAwait(false);
+            foreach (var buffer in buffers)
+            {
+                try
+                {
+                    await frontend.DestroyBufferAsync(buffer, stop).ConfigureAwait(false);
                 }
                 catch (DisplifRequestException)
                 {

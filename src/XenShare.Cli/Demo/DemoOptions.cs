@@ -3,9 +3,21 @@ using XenShare.Abi;
 
 namespace XenShare.Cli.Demo;
 
+/// <summary>Where the demo's display backend and its display run.</summary>
+internal enum DemoBackendDomain
+{
+    /// <summary>A display driver domain: not direct-mapped, the display passed through behind the SMMU, so it
+    /// sees guest-physical addresses (DM05). The setup zero-copy display backends use on Arm.</summary>
+    Driver,
+
+    /// <summary>dom0: direct-mapped, its display sees machine addresses through the Xen swiotlb (DM03, DM04).</summary>
+    Dom0,
+}
+
 /// <summary>What <c>xenshare demo</c> runs: frame size, frame count, number of framebuffers, where the PNG
-/// files go, who allocates the framebuffers (the frontend, or the backend with be-alloc), and whether the display
-/// path is zero-copy (dma-buf scan-out) or copying (GRANT_COPY).</summary>
+/// files go, who allocates the framebuffers (the frontend, or the backend with be-alloc), whether the display
+/// path is zero-copy (dma-buf scan-out) or copying (GRANT_COPY), where the backend runs, and whether machine
+/// memory is placed deliberately fragmented.</summary>
 internal sealed record DemoOptions
 {
     /// <summary>Smallest width and height.</summary>
@@ -44,6 +56,13 @@ internal sealed record DemoOptions
     /// <summary>Backend-allocated framebuffers (the toolstack writes <c>be-alloc</c> = 1): dom0 allocates
     /// contiguous DMA memory and grants it to domU, which maps it and draws into it.</summary>
     public bool BackendAllocated { get; init; }
+
+    /// <summary>Where the backend and its display run (default: a display driver domain).</summary>
+    public DemoBackendDomain BackendDomain { get; init; } = DemoBackendDomain.Driver;
+
+    /// <summary>Deliberately fragmented machine placement (DM01): no two consecutive guest frames of a domU are
+    /// machine-consecutive. Default: 2 MiB extents, as Xen allocates.</summary>
+    public bool Fragmented { get; init; }
 
     /// <summary>Write the PNG of every N-th frame (the last frame is always written).</summary>
     public int PngEvery { get; init; } = 1;

@@ -20,9 +20,33 @@ internal sealed record DemoResult
     /// files and thumbnails; the grant copy is included in copy mode.</summary>
     public required TimeSpan DisplayPathTime { get; init; }
 
-    /// <summary>Bytes the CPU copied on the display path: the GRANT_COPY bytes in copy mode; in zero-copy mode
-    /// the scan-out engine's line-buffer bytes (0 when every frame was read in place).</summary>
+    /// <summary>Bytes the CPU copied on the display path: the GRANT_COPY bytes in copy mode; in scan-out mode the
+    /// swiotlb's bounce copies for the display (0 when every frame was read in place).</summary>
     public required long CpuBytesCopied { get; init; }
+
+    /// <summary>Bytes the backend domain's swiotlb copied (bounce buffers, DM04); 0 when every buffer was mapped in
+    /// place.</summary>
+    public long BounceBytes { get; init; }
+
+    /// <summary>Framebuffers the display could not map (ENOMEM, DM04); with any, no frame was shown.</summary>
+    public int MappingErrors { get; init; }
+
+    /// <summary>The backend's domain id (0 for dom0).</summary>
+    public int BackendDomainId { get; init; }
+
+    /// <summary>Whether the backend's domain is direct-mapped (its display sees machine addresses).</summary>
+    public bool BackendDirectMapped { get; init; }
+
+    /// <summary>True when frames were shown and not one byte was copied on the way to the display.</summary>
+    public bool ZeroCopy => !Options.Copy && FramesCompleted > 0 && CpuBytesCopied == 0 && BounceBytes == 0 && MappingErrors == 0;
+
+    /// <summary>What a real system would do about mapping errors or bounce copies; null when there is nothing to
+    /// say.</summary>
+    public string? Advice => MappingErrors > 0
+        ? "dom0 is direct-mapped: its display sees machine addresses, these frontend-allocated buffers are scattered in machine memory and larger than the swiotlb can bounce (256 KiB), so the display's DMA map failed with ENOMEM, as on real Arm hardware. A real system runs the display backend in a driver domain whose display sits behind the SMMU (--backend-domain driver), or lets the backend allocate the buffers (--be-alloc)."
+        : BounceBytes > 0
+            ? "the display reached these buffers through swiotlb bounce buffers (dom0 is direct-mapped and their machine frames are not contiguous): every present cost a CPU copy. A real system runs the display backend in a driver domain behind the SMMU (--backend-domain driver), or lets the backend allocate the buffers (--be-alloc)."
+            : null;
 
     /// <summary>Grant maps at set-up: the request ring and the event page, plus every framebuffer page mapped once
     /// (by dom0 for the export, or with be-alloc by domU).</summary>

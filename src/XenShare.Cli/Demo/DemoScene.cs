@@ -11,8 +11,9 @@ namespace XenShare.Cli.Demo;
 /// <summary>
 /// The demo scene on a fresh emulated host sized for it, on the PV display protocol as real drivers speak it:
 /// the toolstack writes the <c>vdispl/0</c> device directories in the emulated xenstore (as <c>xl</c> does for
-/// <c>vdispl = [ 'backend=0,be-alloc=..,connectors=demo0:WxH' ]</c>), dom0's <see cref="DemoBackend"/> (the
-/// library's displif backend) and domU's <see cref="DemoFrontend"/> (the library's displif frontend) each
+/// <c>vdispl = [ 'backend=..,be-alloc=..,connectors=demo0:WxH' ]</c>), the backend domain's
+/// <see cref="DemoBackend"/> (the library's displif backend; a display driver domain by default, or dom0) and
+/// domU's <see cref="DemoFrontend"/> (the library's displif frontend) each
 /// walk the xenbus states to Connected, and the frames travel as displif requests on the shared ring and flip
 /// events on the event page. After the run (or a cancellation) both sides tear down, the host's leak and
 /// isolation checks run, and the contact sheet is written.
@@ -44,24 +45,29 @@ internal static class DemoScene
         int grantFrames = Math.Max(64, ((bufferPages + 64) / 512) + 2);
         var domUConfig = new DomainConfig { RamPages = bufferPages + 2048, MaxGrantFrames = grantFrames };
         var domUKernel = new KernelOptions { GntAllocLimit = bufferPages + 64 };
-        // dom0: each framebuffer as one contiguous DMA allocation (be-alloc), or mapped for export, plus a frame
-        // for the copy path; and grant frames for the refs it grants with be-alloc.
-        var dom0Config = new DomainConfig
+        // The backend's domain: each framebuffer as one contiguous DMA allocation (be-alloc), or mapped for export,
+        // plus a frame for the copy path; and grant frames for the refs it grants with be-alloc.
+        var backendConfig = new DomainConfig
         {
             RamPages = (2 * bufferPages) + options.PagesPerBuffer + 4096,
             UnpopulatedPages = Math.Max(65536, bufferPages + 1024),
             MaxGrantFrames = grantFrames,
         };
-        int machineFrames = domUConfig.RamPages + dom0Config.RamPages + (4 * grantFrames) + 16384;
+        bool driverDomain = options.BackendDomain == DemoBackendDomain.Driver;
+        var dom0Config = driverDomain ? new DomainConfig() : backendConfig;
+        int machineFrames = domUConfig.RamPages + backendConfig.RamPages + (driverDomain ? dom0Config.RamPages : 0) + (4 * grantFrames) + 16384;
+        var placement = options.Fragmented ? MachinePlacement.Fragmented : MachinePlacement.Extents;
 
-        using var host = new EmulatedHost(machineFrames, dom0Config);
+        using var host = new EmulatedHost(machineFrames, dom0Config, placement: placement);
         var domU = host.CreateGuest(domUConfig, domUKernel);
-        var backendProcess = host.Dom0.StartProcess();
+        // A display driver domain: not direct-mapped, its display passed through behind the SMMU (DM05).
+        var backendGuest = driverDomain ? host.CreateGuest(backendConfig) : host.Dom0;
+        var backendProcess = backendGuest.StartProcess();
         var frontendProcess = domU.StartProcess();
         try
         {
             // The toolstack (xl): both device directories, then the vdispl fields in the frontend directory.
-            var (fePath, _) = host.AddDevice(domU, host.Dom0, DisplifAbi.XENDISPL_DRIVER_NAME, DeviceId);
+            var (fePath, _) = host.AddDevice(domU, backendGuest, DisplifAbi.XENDISPL_DRIVER_NAME, DeviceId);
             Toolstack(host, fePath + "/" + DisplifAbi.XENDISPL_FIELD_BE_ALLOC, options.BackendAllocated ? "1" : "0");
             Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_RESOLUTION, string.Create(CultureInfo.InvariantCulture, $"{options.Width}x{options.Height}"));
             Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_UNIQUE_ID, "demo0");
@@ -72,7 +78,7 @@ internal static class DemoScene
             bool cancelled = false;
             long start = Stopwatch.GetTimestamp();
             TimeSpan elapsed;
-            var backend = await DemoBackend.StartAsync(options, backendProcess, host.Dom0.Id, domU.Id, DeviceId, recorder, CancellationToken.None)
+            var backend = await DemoBackend.StartAsync(options, backendProcess, backendGuest.Id, domU.Id, DeviceId, recorder, CancellationToken.None)
                 .ConfigureAwait(false);
             try
             {
@@ -140,6 +146,10 @@ internal static class DemoScene
                 DisplayPathTime = Stopwatch.GetElapsedTime(0, displayTicks),
                 MicrosecondsPerFlip = Median(displayPath),
                 CpuBytesCopied = scanout is not null ? scanout.Engine.CpuBytesCopied : copy!.BytesCopied,
+                BounceBytes = backendGuest.Kernel.Swiotlb.BytesCopied,
+                MappingErrors = scanout?.MappingErrors ?? 0,
+                BackendDomainId = backendGuest.Id.Value,
+                BackendDirectMapped = backendGuest.Domain.IsDirectMapped,
                 SetupGrantOps = 2 + ((long)options.Buffers * options.PagesPerBuffer),
                 GrantOpsPerFrame = copy is null || copy.Presents == 0 ? 0 : copy.GrantOps / copy.Presents,
                 ScanoutSegments = scanout?.SegmentCounts ?? [],

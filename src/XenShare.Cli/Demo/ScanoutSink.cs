@@ -14,10 +14,12 @@ internal delegate void ScanoutPresentedHandler(ScanoutEngine engine, ScanoutFram
 
 /// <summary>
 /// The emulated host's display: an <see cref="IDisplaySink"/> that hands each framebuffer's dma-buf to a
-/// <see cref="ScanoutEngine"/> (an emulated display controller without an IOMMU in dom0's kernel). FB_ATTACH
-/// imports the dma-buf into the engine (attach + DMA map; the engine takes only one contiguous segment, so the
-/// backend exports frontend buffers with GNTDEV_DMA_FLAG_WC, and backend-allocated buffers come from a
-/// contiguous heap), SET_CONFIG and PG_FLIP latch it as the front buffer, FB_DETACH and teardown release it.
+/// <see cref="ScanoutEngine"/> (an emulated display controller in the backend's kernel: dom0's, where it sees
+/// machine addresses through the Xen swiotlb, or a driver domain's, behind the SMMU). FB_ATTACH imports the
+/// dma-buf into the engine (attach + DMA map; the engine takes only one contiguous segment, so the backend
+/// exports frontend buffers with GNTDEV_DMA_FLAG_WC, and backend-allocated buffers come from a contiguous heap;
+/// a map that fails with ENOMEM is counted in <see cref="MappingErrors"/> and refused), SET_CONFIG and PG_FLIP
+/// latch it as the front buffer, FB_DETACH and teardown release it.
 /// What is done with a latched frame (scan-out into a PNG file, a thumbnail) is up to
 /// <see cref="Presented"/>; without it the sink only latches (what P11 measures).
 /// </summary>
@@ -30,6 +32,7 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
     private readonly List<int> _segments = [];
     private long _presents;
     private int _attached;
+    private int _mappingErrors;
 
     /// <summary>Creates the engine as a device of the backend's kernel.</summary>
     /// <param name="process">The backend's process: the dma-buf fds the backend hands over are in it.</param>
@@ -59,6 +62,13 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
         get { lock (_gate) return _attached; }
     }
 
+    /// <summary>FB_ATTACHes the engine refused because the buffer could not be mapped for it (ENOMEM: a direct-mapped
+    /// domain's swiotlb cannot bounce it, DM04).</summary>
+    public int MappingErrors
+    {
+        get { lock (_gate) return _mappingErrors; }
+    }
+
     /// <summary>DMA segments of each framebuffer as the engine mapped it, in attach order.</summary>
     public IReadOnlyList<int> SegmentCounts
     {
@@ -71,7 +81,14 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
         ArgumentNullException.ThrowIfNull(framebuffer);
         if (DisplifPixelFormat.BitsPerPixel(framebuffer.FourCC) != 32 || framebuffer.Offset != 0)
             throw new XenShareException(Abi.Errno.EINVAL, $"the scan-out engine shows 32-bit pixels at offset 0, not {DisplifPixelFormat.Name(framebuffer.FourCC)} at {framebuffer.Offset}");
-        var scanout = Engine.Attach(_process, framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch);
+        int rc = Engine.TryAttach(_process, framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch, out var attached, out string? reason);
+        if (rc < 0)
+        {
+            if (rc == -Abi.Errno.ENOMEM)
+                lock (_gate) _mappingErrors++;
+            throw new XenShareException(-rc, "scan-out attach: " + reason);
+        }
+        var scanout = attached!;
         framebuffer.SinkState = scanout;
         lock (_gate)
         {
@@ -86,6 +103,9 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
     {
         ArgumentNullException.ThrowIfNull(framebuffer);
         if (framebuffer.SinkState is not ScanoutFramebuffer scanout) throw new InvalidOperationException("the framebuffer is not attached to this sink");
+        // A bounced buffer (DM04) shows the engine what was in it at the attach: the display driver syncs it for
+        // the device before each present, a CPU copy that the swiotlb counts. In place: nothing to do.
+        if (scanout.BouncedBytes != 0) scanout.SyncForDevice();
         Engine.Flip(scanout);
         long frame;
         lock (_gate) frame = _presents++;

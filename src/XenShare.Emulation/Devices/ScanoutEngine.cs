@@ -15,12 +15,16 @@ namespace XenShare.Emulation.Devices;
 /// with GNTDEV_DMA_FLAG_WC or _COHERENT) and refuses scattered ones with EINVAL.
 /// </summary>
 /// <remarks>
-/// <para>Zero copy: a frame is read in place, through a span over the machine memory behind the segment
-/// (<see cref="DmaDevice.TryDirectSpan"/>), and each row is handed to the caller's sink as a view of the
-/// framebuffer. Only when the machine frames behind the segment are not contiguous (possible on the
-/// emulator, where a guest-physical range can be backed by scattered machine frames) does the engine
-/// fetch each row into its line buffer with <see cref="DmaDevice.DmaRead"/>; those bytes are counted in
-/// <see cref="CpuBytesCopied"/>, which stays 0 on the zero-copy path.</para>
+/// <para>How the buffer reaches the engine is the DMA API's business (<see cref="DmaDevice"/>, DM03-DM05):
+/// in a direct-mapped dom0 a segment whose machine frames are not contiguous is bounced through the swiotlb
+/// (at most 256 KiB; a larger one fails to attach with ENOMEM), in a driver domain behind the SMMU the engine
+/// reads guest-physical addresses in place. A frame is zero copy when no byte of it comes from a bounce
+/// buffer (<see cref="ZeroCopyFrames"/>); <see cref="CpuBytesCopied"/> counts the swiotlb's copies for the
+/// engine. The emulator hands rows to the sink as views of machine memory when the frames behind the segment
+/// are machine-contiguous, and otherwise gathers each row through the device's translation into a line
+/// buffer: that is the device's DMA through its SMMU, not a CPU copy on hardware, and is counted apart in
+/// <see cref="GatheredBytes"/>. A bounced buffer shows what the CPU wrote before the attach (or the last
+/// <see cref="ScanoutFramebuffer.SyncForDevice"/>), as on hardware.</para>
 /// <para>Lock: <c>_lock</c> guards the framebuffer list, the front buffer and the counters, and is held
 /// while a frame is scanned out (so a framebuffer cannot be released under the reader). It is taken after
 /// any driver or dma-buf lock is released: dma-buf calls made under it only take the dma-buf's own leaf
@@ -36,7 +40,7 @@ public sealed class ScanoutEngine : IDisposable
     private long _framesScannedOut;
     private long _zeroCopyFrames;
     private long _bytesScannedOut;
-    private long _cpuBytesCopied;
+    private long _gatheredBytes;
     private bool _disposed;
 
     /// <summary>Creates the engine as a device of <paramref name="kernel"/>.</summary>
@@ -64,15 +68,19 @@ public sealed class ScanoutEngine : IDisposable
     /// <summary>Frames scanned out so far.</summary>
     public long FramesScannedOut { get { lock (_lock) return _framesScannedOut; } }
 
-    /// <summary>Frames scanned out in place, without any copy.</summary>
+    /// <summary>Frames scanned out from the buffer's own memory, with no byte from a bounce buffer.</summary>
     public long ZeroCopyFrames { get { lock (_lock) return _zeroCopyFrames; } }
 
     /// <summary>Bytes delivered to sinks so far.</summary>
     public long BytesScannedOut { get { lock (_lock) return _bytesScannedOut; } }
 
-    /// <summary>Bytes copied into the engine's line buffer (the fallback for frames that are not
-    /// machine-contiguous); 0 when every frame was read in place.</summary>
-    public long CpuBytesCopied { get { lock (_lock) return _cpuBytesCopied; } }
+    /// <summary>Bytes the CPU copied for the engine: the swiotlb's bounce copies of its mappings (at attach,
+    /// sync and detach); 0 when every buffer was reached in place.</summary>
+    public long CpuBytesCopied => Device.BounceBytes;
+
+    /// <summary>Bytes the emulator gathered row by row through the device's translation (machine frames not
+    /// contiguous behind a segment the device reaches through an SMMU): device DMA, not a CPU copy.</summary>
+    public long GatheredBytes { get { lock (_lock) return _gatheredBytes; } }
 
     /// <summary>
     /// Imports the dma-buf at <paramref name="dmaBufFd"/> of <paramref name="process"/> as a framebuffer:
@@ -103,7 +111,9 @@ public sealed class ScanoutEngine : IDisposable
             {
                 DmaBufImportStep.Get => errno == -Errno.EBADF ? $"fd {dmaBufFd} is not open" : $"fd {dmaBufFd} is not a dma-buf",
                 DmaBufImportStep.Attach => "the exporter refused the attachment",
-                _ => "the exporter could not map the buffer for the engine",
+                _ => errno == -Errno.ENOMEM && Device.UsesXenSwiotlb
+                    ? "the exporter could not map the buffer for the engine (ENOMEM: in this direct-mapped domain a segment whose machine frames are not contiguous must be bounced through the swiotlb, which takes at most 256 KiB)"
+                    : "the exporter could not map the buffer for the engine",
             };
             return errno;
         }
@@ -158,8 +168,8 @@ public sealed class ScanoutEngine : IDisposable
 
     /// <summary>
     /// Scans the front buffer out: every row, top to bottom, goes to <paramref name="sink"/>, read through
-    /// the segment's DMA address. Returns true when the frame was read in place (zero copy), false when
-    /// the rows went through the line buffer. The engine's lock is held during the call.
+    /// the segment's DMA address. Returns true when the frame came from the buffer's own memory (zero copy),
+    /// false when it came from a swiotlb bounce buffer. The engine's lock is held during the call.
     /// </summary>
     public bool ScanOut(ScanoutRowSink sink)
     {
@@ -170,11 +180,11 @@ public sealed class ScanoutEngine : IDisposable
             if (fb.IsDisposed) throw new ObjectDisposedException(nameof(ScanoutFramebuffer), "the front buffer was released");
             int rowBytes = fb.Width * 4;
             ReadOnlySpan<byte> frame = Device.TryDirectSpan(fb.DmaAddress, checked((int)fb.FrameBytes));
-            bool direct = !frame.IsEmpty;
-            if (direct)
+            bool direct = fb.BouncedBytes == 0;
+            if (direct) _zeroCopyFrames++;
+            if (!frame.IsEmpty)
             {
                 for (int y = 0; y < fb.Height; y++) sink(y, frame.Slice(y * fb.Stride, rowBytes));
-                _zeroCopyFrames++;
             }
             else
             {
@@ -186,7 +196,7 @@ public sealed class ScanoutEngine : IDisposable
                         var row = line.AsSpan(0, rowBytes);
                         int rc = Device.DmaRead(fb.DmaAddress + (ulong)((long)y * fb.Stride), row);
                         if (rc < 0) throw new XenShareException(-rc, "scan-out DMA read");
-                        _cpuBytesCopied += rowBytes;
+                        _gatheredBytes += rowBytes;
                         sink(y, row);
                     }
                 }

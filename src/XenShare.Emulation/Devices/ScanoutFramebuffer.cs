@@ -27,6 +27,19 @@ public sealed class ScanoutFramebuffer : IDisposable
         Stride = stride;
         DmaAddress = table.Segments[0].DmaAddress;
         SegmentCount = table.Segments.Count;
+        BouncedBytes = table.BouncedBytes;
+    }
+
+    /// <summary>Bytes of the buffer the engine reads from swiotlb bounce buffers (DM04): 0 when it scans the
+    /// buffer's own memory out in place.</summary>
+    public long BouncedBytes { get; }
+
+    /// <summary>Copies what the CPU wrote into the buffer since it was attached to the engine's bounce buffer
+    /// (dma_sync_sgtable_for_device); nothing when the buffer is read in place. Returns the bytes copied.</summary>
+    public long SyncForDevice()
+    {
+        var table = Volatile.Read(ref _table);
+        return table is null ? 0 : table.Device.SyncForDevice(table);
     }
 
     /// <summary>The engine's number for this framebuffer.</summary>

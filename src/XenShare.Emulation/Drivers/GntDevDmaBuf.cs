@@ -193,7 +193,7 @@ internal sealed class GntDevDmaBuf
             // direction starts at None (refused above), so a matching direction implies a table.
             if (ea.Direction == dir) return ea.Table;
             if (ea.Direction != DmaDirection.None) { errno = -Errno.EBUSY; return null; }
-            var t = a.Device.Map(((Export)a.Buffer.ExporterData!).Map.Pages);
+            var t = a.Device.Map(((Export)a.Buffer.ExporterData!).Map.Pages, dir);
             if (t is null) { errno = -Errno.ENOMEM; return null; }
             ea.Table = t;
             ea.Direction = dir;

@@ -14,7 +14,7 @@ internal sealed class GntDevDriver
     public GntDevDriver(GuestKernel kernel)
     {
         Kernel = kernel;
-        Device = new XenShare.Emulation.Kernel.Dma.DmaDevice(kernel, "gntdev");
+        Device = new XenShare.Emulation.Kernel.Dma.DmaDevice(kernel, "gntdev", XenShare.Emulation.Kernel.Dma.DmaTranslation.Physical);
         kernel.RegisterDevice(Path, (_, _) =>
         {
             var f = new GntDevFile(this);

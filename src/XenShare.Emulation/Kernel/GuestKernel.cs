@@ -46,8 +46,12 @@ public sealed class GuestKernel : IDomainSink
         Pages = new PageRefs(this, domain.RamPages + domain.UnpopulatedPages);
         Grants = new GrantReferences(domain, Pages);
         _initialRamFree = Ram.FreeCount;
+        Swiotlb = new Kernel.Dma.Swiotlb(this);
         domain.Sink = this;
     }
+
+    /// <summary>The kernel's Xen swiotlb (DM04): bounce buffers of the devices of a direct-mapped domain.</summary>
+    public Kernel.Dma.Swiotlb Swiotlb { get; }
 
     /// <summary>The hypervisor.</summary>
     public XenHost Host { get; }

@@ -26,15 +26,18 @@ public sealed class DemoPipelineTests : IDisposable
         }
     }
 
-    private DemoOptions Options(bool copy = false, int frames = 6, int buffers = 2, bool beAlloc = false) => new()
+    private DemoOptions Options(bool copy = false, int frames = 6, int buffers = 2, bool beAlloc = false,
+        DemoBackendDomain backend = DemoBackendDomain.Driver, bool fragmented = false, int width = Width, int height = Height) => new()
     {
-        Width = Width,
-        Height = Height,
+        Width = width,
+        Height = height,
         Frames = frames,
         Buffers = buffers,
         Copy = copy,
         BackendAllocated = beAlloc,
-        OutputDirectory = Path.Combine(_dir.FullName, copy ? "copy" : beAlloc ? "be-alloc" : "zero"),
+        BackendDomain = backend,
+        Fragmented = fragmented,
+        OutputDirectory = Path.Combine(_dir.FullName, (copy ? "copy" : beAlloc ? "be-alloc" : "zero") + "-" + backend + (fragmented ? "-fragmented" : "")),
     };
 
     private static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
@@ -98,6 +101,68 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.NotNull(result.ContactSheet);
         Assert.True(File.Exists(result.ContactSheet));
         Assert.True(PngDecoder.DecodeFile(result.ContactSheet).Width > 0);
+    }
+
+    /// <summary>DM04 on the demo: frontend-allocated buffers shown by dom0's display with fragmented placement. At
+    /// 640x480 (1.2 MB) they cannot be bounced: the display's map fails with ENOMEM, nothing is shown, the run
+    /// says why and tears down clean; small ones (64 KiB) are bounced: every byte counted, the pictures right
+    /// (the display syncs each present), and not called zero copy.</summary>
+    [Fact]
+    public void Dom0DisplayWithFragmentedMemory_ReportsMappingErrorsOrBounceCopies_NeverZeroCopy()
+    {
+        var large = Options(backend: DemoBackendDomain.Dom0, fragmented: true, width: 640, height: 480, frames: 3);
+        var failed = Run(large);
+        Assert.Equal(0, failed.FramesCompleted);
+        Assert.Equal(large.Buffers, failed.MappingErrors);
+        Assert.False(failed.ZeroCopy);
+        Assert.True(failed.BackendDirectMapped);
+        Assert.Contains("--backend-domain driver", failed.Advice, StringComparison.Ordinal);
+        Assert.Equal(0, failed.BounceBytes);
+        Assert.Empty(failed.PngFiles);
+        Assert.True(failed.Released);
+        Assert.Empty(failed.Leaks);
+
+        var small = Options(backend: DemoBackendDomain.Dom0, fragmented: true, width: 128, height: 128, frames: 4);
+        var bounced = Run(small);
+        Assert.Equal(small.Frames, bounced.FramesCompleted);
+        foreach (int frame in new[] { 0, 1, 2, 3 }) AssertFramePixels(small, frame);
+        // The map copies each buffer once, the sync before each present copies the shown one again.
+        Assert.Equal((small.Buffers + small.Frames) * small.FrameBytes, bounced.BounceBytes);
+        Assert.Equal(bounced.BounceBytes, bounced.CpuBytesCopied);
+        Assert.Equal(0, bounced.ZeroCopyFrames);
+        Assert.False(bounced.ZeroCopy);
+        Assert.Contains("bounce", bounced.Advice, StringComparison.Ordinal);
+        Assert.Empty(bounced.Leaks);
+    }
+
+    /// <summary>Zero copy is reported where the hardware gets it: a driver domain's display (default), and
+    /// backend-allocated buffers in dom0, both with fragmented placement; the JSON says the same.</summary>
+    [Theory]
+    [InlineData("driver", false)]
+    [InlineData("dom0", true)]
+    public void ZeroCopyWhereTheHardwareGetsIt_DriverDomainOrBackendAllocated(string backendName, bool beAlloc)
+    {
+        var backend = backendName == "dom0" ? DemoBackendDomain.Dom0 : DemoBackendDomain.Driver;
+        var o = Options(backend: backend, beAlloc: beAlloc, fragmented: true, width: 640, height: 480, frames: 3);
+        var result = Run(o);
+        Assert.Equal(o.Frames, result.FramesCompleted);
+        foreach (int frame in new[] { 0, 2 }) AssertFramePixels(o, frame);
+        Assert.True(result.ZeroCopy);
+        Assert.Equal(0, result.BounceBytes);
+        Assert.Equal(0, result.MappingErrors);
+        Assert.Equal(o.Frames, result.ZeroCopyFrames);
+        Assert.Equal(backend == DemoBackendDomain.Dom0, result.BackendDirectMapped);
+        Assert.Null(result.Advice);
+        Assert.Empty(result.Leaks);
+        using var json = System.Text.Json.JsonDocument.Parse(DemoCommand.Json(result));
+        var root = json.RootElement;
+        Assert.Equal(o.Frames, root.GetProperty("frames_shown").GetInt32());
+        Assert.Equal(0, root.GetProperty("cpu_bytes_copied").GetInt64());
+        Assert.Equal(0, root.GetProperty("bounce_bytes").GetInt64());
+        Assert.Equal(0, root.GetProperty("mapping_errors").GetInt32());
+        Assert.True(root.GetProperty("zero_copy").GetBoolean());
+        Assert.Equal(backend == DemoBackendDomain.Dom0 ? "dom0" : "driver", root.GetProperty("backend_domain").GetString());
+        Assert.Equal("fragmented", root.GetProperty("placement").GetString());
     }
 
     [Fact]

@@ -165,7 +165,9 @@ public sealed class DmaBufCoreTests : DmaBufTest
         var t = buf.MapAttachment(att, DmaDirection.ToDevice, out int e)!;
         Assert.Equal(0, e);
         var seg = Assert.Single(t.Segments);
-        Assert.Equal(x.Frames[0].Value << 12, seg.DmaAddress);
+        // dom0 is direct-mapped: the device sees the machine address of its contiguous RAM (DM03).
+        Assert.True(Dom0.Domain.P2M.TryGet(x.Frames[0], out var mfn, out _));
+        Assert.Equal(mfn.Value << 12, seg.DmaAddress);
         Assert.Equal(4 * 4096, seg.Length);
         Assert.Equal(0, seg.Offset);
         buf.UnmapAttachment(att, t, DmaDirection.ToDevice);
@@ -190,8 +192,12 @@ public sealed class DmaBufCoreTests : DmaBufTest
         var iommu = new DmaDevice(Dom0.Kernel, "iommu", DmaTranslation.Iommu);
         var ti = iommu.Map(frames)!;
         Assert.Single(ti.Segments);
-        Assert.True(iommu.TryTranslate(ti.Segments[0].DmaAddress + 2 * 4096, out var g));
-        Assert.Equal(frames[2], g);
+        // Through the IOVA the device reaches the third page's machine frame (dom0: machine addresses, DM03).
+        Assert.True(iommu.TryResolveBus(ti.Segments[0].DmaAddress + 2 * 4096, out var m));
+        Assert.True(Dom0.Domain.P2M.TryGet(frames[2], out var expected, out _));
+        Assert.Equal(expected, m);
+        Assert.False(iommu.TryTranslate(ti.Segments[0].DmaAddress, out _));   // no guest-physical address
+        dev.Unmap(t);
         iommu.Unmap(ti);
         Assert.Equal(0, iommu.IommuMappedPages);
         foreach (var f in frames) ram.Free(f);

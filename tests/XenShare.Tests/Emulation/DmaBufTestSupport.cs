@@ -287,13 +287,14 @@ public abstract class DmaBufTest : EmulatorTest
             lock (MapDirections) MapDirections.Add(dir);
             errno = MapErrno;
             if (errno != 0) return null;
-            var t = a.Device.Map(Frames);
+            var t = a.Device.Map(Frames, dir);
             if (t is null) { errno = -Errno.ENOMEM; return null; }
             if (SgOffset != 0 || NoPages)
             {
                 var segs = t.Segments.ToArray();
                 if (SgOffset != 0) segs[0] = segs[0] with { Offset = SgOffset };
-                t = new SgTable(NoPages ? [] : Frames, segs, a.Device);
+                a.Device.Unmap(t);
+                t = new SgTable(NoPages ? [] : Frames, NoPages ? [] : [.. t.Entries], segs, a.Device, dir, []);
             }
             return t;
         }

@@ -55,7 +55,7 @@ public static class SystemHeap
             {
                 e = 0;
                 if (dir == DmaDirection.None) { e = -Errno.EINVAL; return null; }
-                var t = a.Device.Map(frames);
+                var t = a.Device.Map(frames, dir);
                 if (t is null) e = -Errno.ENOMEM;
                 return t;
             },
