@@ -31,6 +31,31 @@ public sealed class EmulatedGuest
 
     internal XenbusDriver Xenbus { get; }
 
+    /// <summary>Plugs a display controller into this domain (hardware the platform has: in a direct-mapped domain
+    /// it sees machine addresses through the Xen swiotlb, in a driver domain guest-physical addresses behind the
+    /// SMMU) and returns its device path, <c>/dev/xenshare/&lt;name&gt;</c>; processes reach it only through the
+    /// seam (<see cref="XenShare.Devices.DisplayDeviceIoctl"/>, the typed <c>XenShare.Api.DisplayDevice</c>).</summary>
+    /// <exception cref="InvalidOperationException">A device of that name exists.</exception>
+    public string AddDisplay(string name = "display0")
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        lock (_displays)
+        {
+            if (_displays.ContainsKey(name)) throw new InvalidOperationException($"{Domain} already has a display {name}");
+            var driver = new DisplayDriver(Kernel, name);
+            _displays.Add(name, driver);
+            return driver.Path;
+        }
+    }
+
+    private readonly Dictionary<string, DisplayDriver> _displays = new(StringComparer.Ordinal);
+
+    /// <summary>The display driver of <paramref name="name"/> (tests).</summary>
+    internal DisplayDriver Display(string name = "display0")
+    {
+        lock (_displays) return _displays[name];
+    }
+
     /// <summary>Starts a process in this guest: an <see cref="IGuestProcess"/> on the emulated kernel.</summary>
     public GuestProcess StartProcess() => Kernel.StartProcess();
 

@@ -71,8 +71,8 @@ internal sealed class P11DisplifFlip : BenchTarget
     private sealed class FlipFixture : IAsyncDisposable
     {
         private readonly EmulatedHost _host;
-        private readonly GuestProcess _back;
-        private readonly GuestProcess _front;
+        private readonly IGuestProcess _back;
+        private readonly IGuestProcess _front;
         private readonly ScanoutSink _sink;
         private readonly CancellationTokenSource _stop = new();
         private XenstoreClient? _xs0;
@@ -96,7 +96,8 @@ internal sealed class P11DisplifFlip : BenchTarget
             Driver = _host.CreateGuest(driverDomain);
             _back = Driver.StartProcess();
             _front = guest.StartProcess();
-            _sink = new ScanoutSink(_back, "p11-scanout");
+            Driver.AddDisplay();
+            _sink = new ScanoutSink(_back);
         }
 
         private EmulatedGuest Guest { get; }
@@ -163,7 +164,7 @@ internal sealed class P11DisplifFlip : BenchTarget
 
         public void Check()
         {
-            if (_sink.Engine.CpuBytesCopied != 0) throw new InvalidOperationException("P11: the flip path copied bytes");
+            if (_sink.Stats().CpuBytesCopied != 0) throw new InvalidOperationException("P11: the flip path copied bytes");
             if (_sink.Presents != _flips + 1) throw new InvalidOperationException($"P11: {_sink.Presents} presents for {_flips} flips and one mode set");
             if (_sink.SegmentCounts.Any(s => s != 1)) throw new InvalidOperationException("P11: framebuffer not one segment");
             if (_frontend!.EventIdMismatches(0) != 0) throw new InvalidOperationException("P11: flip events out of order");

@@ -4,7 +4,6 @@ using XenShare.Abi;
 using XenShare.Api;
 using XenShare.Cli.Demo;
 using XenShare.Emulation;
-using XenShare.Emulation.Devices;
 using XenShare.Emulation.Hypervisor;
 using XenShare.Emulation.Kernel;
 using XenShare.Rings;
@@ -14,9 +13,9 @@ namespace XenShare.Cli.Bench;
 
 /// <summary>
 /// P3: the steady-state page flip of the zero-copy display path at the seam, on framebuffers exported once as WC
-/// dma-bufs and attached to a <see cref="ScanoutEngine"/>: the frontend pushes a displif PG_FLIP request
+/// dma-bufs and imported into the display device through the seam (<see cref="DisplayDevice"/>): the frontend pushes a displif PG_FLIP request
 /// (<c>xendispl_req</c>) on a shared ring (<see cref="FrontRing"/>) and notifies; the backend takes the event,
-/// unmasks, takes the request (<see cref="BackRing"/>), latches the framebuffer (<see cref="ScanoutEngine.Flip"/>),
+/// unmasks, takes the request (<see cref="BackRing"/>), latches the framebuffer (<see cref="DisplayDevice.Flip"/>),
 /// answers and notifies; the frontend takes the event and the response. One thread plays both sides, so no
 /// thread hand-off is measured (P11 measures the whole protocol with its threads). No pixel is copied and no PNG is written. Measured at 1080p and at 4K against one memcpy of a 4K
 /// frame. Value: flip cost at 4K; target: flip / memcpy &lt;= 0.01. The What text reports the flatness
@@ -71,8 +70,8 @@ internal sealed class P3PageFlip : BenchTarget
     private sealed class FlipFixture : IDisposable
     {
         private readonly EmulatedHost _host;
-        private readonly GuestProcess _front;
-        private readonly GuestProcess _back;
+        private readonly IGuestProcess _front;
+        private readonly IGuestProcess _back;
         private readonly EventChannels _frontEvents;
         private readonly EventChannels _backEvents;
         private readonly GrantSharer _sharer;
@@ -84,10 +83,10 @@ internal sealed class P3PageFlip : BenchTarget
         private readonly BackRing _backRing;
         private readonly EventPort _frontPort;
         private readonly EventPort _backPort;
-        private readonly ScanoutEngine _engine;
+        private readonly DisplayDevice _display;
         private readonly List<SharedPages> _pages = new();
         private readonly List<ExportedDmaBuf> _exports = new();
-        private readonly ScanoutFramebuffer[][] _framebuffers;
+        private readonly ScanoutBuffer[][] _framebuffers;
         private readonly SharedPages[][] _buffers;
         private ulong _next;
 
@@ -113,13 +112,14 @@ internal sealed class P3PageFlip : BenchTarget
             _backRing = new BackRing(_ringMap.Address, XenPage.Size, EntrySize);
             _frontPort = _frontEvents.BindUnbound(driver.Id);
             _backPort = _backEvents.BindInterdomain(guest.Id, _frontPort);
-            _engine = new ScanoutEngine(driver.Kernel, "p3-scanout");
-            _framebuffers = new ScanoutFramebuffer[sizes.Length][];
+            driver.AddDisplay();
+            _display = DisplayDevice.Open(_back);
+            _framebuffers = new ScanoutBuffer[sizes.Length][];
             _buffers = new SharedPages[sizes.Length][];
             for (int s = 0; s < sizes.Length; s++)
             {
                 var (w, h) = sizes[s];
-                _framebuffers[s] = new ScanoutFramebuffer[2];
+                _framebuffers[s] = new ScanoutBuffer[2];
                 _buffers[s] = new SharedPages[2];
                 for (int b = 0; b < 2; b++)
                 {
@@ -129,7 +129,7 @@ internal sealed class P3PageFlip : BenchTarget
                     TestPattern.Draw(shared.Span, w, h, w * 4, b, b);
                     var export = _gnt.ExportDmaBuf(guest.Id, [.. shared.Refs], DmaBufBacking.WriteCombine);
                     _exports.Add(export);
-                    _framebuffers[s][b] = _engine.Attach(_back, export.Fd, w, h, w * 4);
+                    _framebuffers[s][b] = _display.Import(export.Fd, w, h, w * 4);
                 }
             }
         }
@@ -154,7 +154,7 @@ internal sealed class P3PageFlip : BenchTarget
                 var port = _backEvents.WaitPending(TimeSpan.FromSeconds(10)) ?? throw new InvalidOperationException("P3: no event at the backend");
                 _backEvents.Unmask(port);
                 if (!_backRing.TryConsumeRequest(out xendispl_req request)) throw new InvalidOperationException("P3: no request");
-                _engine.Flip(fbs[(int)request.op.pg_flip.fb_cookie]);
+                _display.Flip(fbs[(int)request.op.pg_flip.fb_cookie]);
                 _backRing.WriteResponse(new xendispl_resp { id = request.id, operation = request.operation, status = 0 });
                 _backRing.PushResponses();
                 _backEvents.Notify(_backPort);
@@ -165,20 +165,34 @@ internal sealed class P3PageFlip : BenchTarget
             }
         }
 
+        /// <summary>After the measurement: the display scans the last flipped frame out, which must be read in place
+        /// (a zero-copy frame, no byte copied by the CPU) and show the pixels the frontend drew; fails when a copy
+        /// happened anywhere on the display path.</summary>
         public void Check()
         {
-            if (_engine.CpuBytesCopied != 0) throw new InvalidOperationException("P3: the flip path copied bytes");
             foreach (var fbs in _framebuffers)
                 foreach (var fb in fbs)
+                {
+                    if (fb.Segments != 1) throw new InvalidOperationException("P3: framebuffer not one segment");
                     if (fb.BouncedBytes != 0) throw new InvalidOperationException("P3: a framebuffer is reached through a bounce buffer");
-            foreach (var fbs in _framebuffers)
-                foreach (var fb in fbs)
-                    if (fb.SegmentCount != 1) throw new InvalidOperationException("P3: framebuffer not one segment");
+                }
+            var before = _display.Stats();
+            int last = (int)((_next - 1) & 1);
+            var fb4k = _framebuffers[1][last];
+            _display.Flip(fb4k);
+            var frame = new byte[fb4k.FrameBytes];
+            _display.ReadFrame(frame);
+            var after = _display.Stats();
+            if (after.ZeroCopyFrames != before.ZeroCopyFrames + 1) throw new InvalidOperationException("P3: the scan-out did not read the frame in place");
+            if (after.CpuBytesCopied != 0) throw new InvalidOperationException("P3: the display path copied bytes");
+            if (!frame.AsSpan().SequenceEqual(FrameSpanOf(1, last))) throw new InvalidOperationException("P3: the scanned-out frame is not what the frontend drew");
         }
 
         public void Dispose()
         {
-            _engine.Dispose();
+            foreach (var fbs in _framebuffers)
+                foreach (var fb in fbs) fb.Dispose();
+            _display.Dispose();
             foreach (var e in _exports) e.Dispose();
             foreach (var e in _exports) e.WaitForRelease(TimeSpan.FromSeconds(30));
             _ringMap.Dispose();

@@ -1,7 +1,6 @@
 using DisplifAbi = XenShare.Abi.Displif;
 using XenShare.Api;
 using XenShare.Displif;
-using XenShare.Emulation.Kernel;
 using XenShare.Xenbus;
 using XenShare.Xenstore;
 
@@ -20,6 +19,7 @@ internal sealed class DemoBackend : IAsyncDisposable
 {
     private readonly XenstoreClient _client;
     private readonly ScanoutSink? _scanout;
+    private ContiguousHeapAllocator? _allocator;
     private readonly GrantCopySink? _copy;
     private readonly Dictionary<byte, int> _requests = [];
     private readonly List<XenbusState> _states = [];
@@ -27,11 +27,11 @@ internal sealed class DemoBackend : IAsyncDisposable
     private DisplifBackend? _backend;
     private Task _run = Task.CompletedTask;
 
-    private DemoBackend(DemoOptions options, GuestProcess process, DemoRecorder recorder)
+    private DemoBackend(DemoOptions options, IGuestProcess process, DemoRecorder recorder)
     {
         Options = options;
         if (options.Copy) _copy = new GrantCopySink(process, checked((int)options.FrameBytes), recorder.OnCopied);
-        else _scanout = new ScanoutSink(process, "demo-scanout") { Presented = recorder.OnScanout };
+        else _scanout = new ScanoutSink(process) { Presented = recorder.OnScanout };
         _client = XenstoreClient.OpenXenbus(process);
     }
 
@@ -61,7 +61,7 @@ internal sealed class DemoBackend : IAsyncDisposable
 
     /// <summary>Opens the backend end of <c>vdispl/&lt;deviceId&gt;</c> of <paramref name="frontend"/> and
     /// starts serving it (the xenbus walk to InitWait, then Connected when the frontend comes).</summary>
-    public static async Task<DemoBackend> StartAsync(DemoOptions options, GuestProcess process, DomainId self, DomainId frontend, int deviceId,
+    public static async Task<DemoBackend> StartAsync(DemoOptions options, IGuestProcess process, DomainId self, DomainId frontend, int deviceId,
         DemoRecorder recorder, CancellationToken cancellationToken)
     {
         var demo = new DemoBackend(options, process, recorder);
@@ -72,7 +72,7 @@ internal sealed class DemoBackend : IAsyncDisposable
                 FrameInterval = TimeSpan.Zero,
                 ExportBacking = DmaBufBacking.WriteCombine,
                 MaxBufferPages = Math.Max(DisplifBackendOptions.DefaultMaxBufferPages, options.PagesPerBuffer),
-                Allocator = options.BackendAllocated ? new ContiguousHeapAllocator(process, self) : null,
+                Allocator = demo._allocator = options.BackendAllocated ? new ContiguousHeapAllocator(process, self) : null,
             };
             IDisplaySink sink = (IDisplaySink?)demo._scanout ?? demo._copy!;
             demo._backend = await DisplifBackend.OpenAsync(demo._client, process, self, frontend, deviceId, sink, backendOptions, cancellationToken)
@@ -144,6 +144,7 @@ internal sealed class DemoBackend : IAsyncDisposable
         if (_backend is not null) await _backend.DisposeAsync().ConfigureAwait(false);
         _scanout?.Dispose();
         _copy?.Dispose();
+        _allocator?.Dispose();
         await _client.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
     }

@@ -1,5 +1,6 @@
+using System.Buffers;
 using System.Diagnostics;
-using XenShare.Emulation.Devices;
+using XenShare.Api;
 
 namespace XenShare.Cli.Demo;
 
@@ -49,41 +50,36 @@ internal sealed class DemoRecorder
         lock (_gate) return (uint)frame < (uint)_outputTicks.Length ? _outputTicks[frame] : 0;
     }
 
-    /// <summary>Zero-copy path: scans the latched frame out of <paramref name="engine"/> (every frame is read,
-    /// as a display would) into a PNG file when selected, and samples it for the contact sheet.</summary>
-    public void OnScanout(ScanoutEngine engine, ScanoutFramebuffer framebuffer, long frame)
+    /// <summary>Scan-out path: the display scans every latched frame out (as a display would) and this reads it
+    /// back through the device (read(2)) into a PNG file when selected and the contact sheet's samples. The
+    /// read-back is the capture, not the display path: it is not counted as the display's copies.</summary>
+    public void OnScanout(DisplayDevice display, ScanoutBuffer framebuffer, long frame)
     {
-        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(display);
         ArgumentNullException.ThrowIfNull(framebuffer);
         long start = Stopwatch.GetTimestamp();
-        int f = checked((int)frame);
-        var o = _options;
-        if (f < o.Frames && o.WritesPng(f))
+        int bytes = framebuffer.FrameBytes;
+        byte[] pixels = ArrayPool<byte>.Shared.Rent(bytes);
+        try
         {
-            string path = o.FramePath(f);
-            using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
-            using (var writer = new PngRowWriter(file, framebuffer.Width, framebuffer.Height))
-            {
-                engine.ScanOut((_, row) => writer.WriteRow(row));
-                writer.Complete();
-            }
-            Written(path);
+            display.ReadFrame(pixels.AsSpan(0, bytes));
+            Record(checked((int)frame), start, pixels.AsSpan(0, bytes), framebuffer.Width * 4);
         }
-        else
+        finally
         {
-            engine.ScanOut(static (_, _) => { });
+            ArrayPool<byte>.Shared.Return(pixels);
         }
-        if (Sheet is not null && _sheetFrames.Contains(f))
-            Sheet.AddFrame((y, destination) => engine.ReadRow(framebuffer, y, destination), f);
-        Timed(f, start);
     }
 
     /// <summary>Copy path: writes the copied pixels into a PNG file when selected, and samples them for the
     /// contact sheet.</summary>
-    public void OnCopied(ReadOnlySpan<byte> pixels, int stride, long frame)
+    public void OnCopied(ReadOnlySpan<byte> pixels, int stride, long frame) =>
+        Record(checked((int)frame), Stopwatch.GetTimestamp(), pixels, stride);
+
+    /// <summary>Writes the frame's PNG file when selected and samples it for the contact sheet; records the time
+    /// since <paramref name="start"/>.</summary>
+    private void Record(int f, long start, ReadOnlySpan<byte> pixels, int stride)
     {
-        long start = Stopwatch.GetTimestamp();
-        int f = checked((int)frame);
         var o = _options;
         if (f < o.Frames && o.WritesPng(f))
         {

@@ -62,6 +62,7 @@ internal static class DemoScene
         var domU = host.CreateGuest(domUConfig, domUKernel);
         // A display driver domain: not direct-mapped, its display passed through behind the SMMU (DM05).
         var backendGuest = driverDomain ? host.CreateGuest(backendConfig) : host.Dom0;
+        backendGuest.AddDisplay();   // the display controller of the backend's domain, reached through the seam
         var backendProcess = backendGuest.StartProcess();
         var frontendProcess = domU.StartProcess();
         try
@@ -137,6 +138,7 @@ internal static class DemoScene
 
             var scanout = backend.Scanout;
             var copy = backend.Copy;
+            var stats = scanout?.LastStats;
             return new DemoResult
             {
                 Options = options,
@@ -145,7 +147,7 @@ internal static class DemoScene
                 Elapsed = elapsed,
                 DisplayPathTime = Stopwatch.GetElapsedTime(0, displayTicks),
                 MicrosecondsPerFlip = Median(displayPath),
-                CpuBytesCopied = scanout is not null ? scanout.Engine.CpuBytesCopied : copy!.BytesCopied,
+                CpuBytesCopied = stats is { } st ? st.CpuBytesCopied : copy!.BytesCopied,
                 BounceBytes = backendGuest.Kernel.Swiotlb.BytesCopied,
                 MappingErrors = scanout?.MappingErrors ?? 0,
                 BackendDomainId = backendGuest.Id.Value,
@@ -153,7 +155,7 @@ internal static class DemoScene
                 SetupGrantOps = 2 + ((long)options.Buffers * options.PagesPerBuffer),
                 GrantOpsPerFrame = copy is null || copy.Presents == 0 ? 0 : copy.GrantOps / copy.Presents,
                 ScanoutSegments = scanout?.SegmentCounts ?? [],
-                ZeroCopyFrames = scanout?.Engine.ZeroCopyFrames ?? 0,
+                ZeroCopyFrames = stats?.ZeroCopyFrames ?? 0,
                 PngFiles = recorder.PngFiles,
                 ContactSheet = sheetPath,
                 Released = frontend.Released,

@@ -1,20 +1,19 @@
 using XenShare.Api;
 using XenShare.Displif;
-using XenShare.Emulation.Devices;
-using XenShare.Emulation.Kernel;
 
 namespace XenShare.Cli.Demo;
 
 /// <summary>Called by <see cref="ScanoutSink"/> after it latched a framebuffer (on the backend's ring thread,
 /// while the frontend waits for the answer).</summary>
-/// <param name="engine">The scan-out engine; its front buffer is <paramref name="framebuffer"/>.</param>
+/// <param name="display">The display; its front buffer is <paramref name="framebuffer"/>.</param>
 /// <param name="framebuffer">The framebuffer just latched.</param>
 /// <param name="frame">The number of the present: 0, 1, 2, ... in the order the backend presented.</param>
-internal delegate void ScanoutPresentedHandler(ScanoutEngine engine, ScanoutFramebuffer framebuffer, long frame);
+internal delegate void ScanoutPresentedHandler(DisplayDevice display, ScanoutBuffer framebuffer, long frame);
 
 /// <summary>
-/// The emulated host's display: an <see cref="IDisplaySink"/> that hands each framebuffer's dma-buf to a
-/// <see cref="ScanoutEngine"/> (an emulated display controller in the backend's kernel: dom0's, where it sees
+/// The emulated host's display: an <see cref="IDisplaySink"/> that hands each framebuffer's dma-buf to a display
+/// device through the seam (<see cref="DisplayDevice"/>, an emulated display controller in the backend's
+/// kernel: dom0's, where it sees
 /// machine addresses through the Xen swiotlb, or a driver domain's, behind the SMMU). FB_ATTACH imports the
 /// dma-buf into the engine (attach + DMA map; the engine takes only one contiguous segment, so the backend
 /// exports frontend buffers with GNTDEV_DMA_FLAG_WC, and backend-allocated buffers come from a contiguous heap;
@@ -27,25 +26,26 @@ internal delegate void ScanoutPresentedHandler(ScanoutEngine engine, ScanoutFram
 /// after the run (or under <c>_gate</c>, a leaf).</remarks>
 internal sealed class ScanoutSink : IDisplaySink, IDisposable
 {
-    private readonly GuestProcess _process;
     private readonly Lock _gate = new();
     private readonly List<int> _segments = [];
     private long _presents;
     private int _attached;
     private int _mappingErrors;
 
-    /// <summary>Creates the engine as a device of the backend's kernel.</summary>
+    /// <summary>Opens the display device of the backend's domain.</summary>
     /// <param name="process">The backend's process: the dma-buf fds the backend hands over are in it.</param>
-    /// <param name="name">The engine's device name.</param>
-    public ScanoutSink(GuestProcess process, string name = "scanout0")
+    /// <param name="devicePath">The display's device path.</param>
+    public ScanoutSink(IGuestProcess process, string devicePath = Devices.DisplayDeviceIoctl.DefaultPath)
     {
         ArgumentNullException.ThrowIfNull(process);
-        _process = process;
-        Engine = new ScanoutEngine(process.Kernel, name);
+        Display = DisplayDevice.Open(process, devicePath);
     }
 
-    /// <summary>The scan-out engine (its zero-copy counters are the display path's).</summary>
-    public ScanoutEngine Engine { get; }
+    /// <summary>The display (its counters are the display path's).</summary>
+    public DisplayDevice Display { get; }
+
+    /// <summary>The display's counters now.</summary>
+    public DisplayStats Stats() => Display.Stats();
 
     /// <summary>Called after each latch; null to latch only.</summary>
     public ScanoutPresentedHandler? Presented { get; init; }
@@ -81,19 +81,21 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
         ArgumentNullException.ThrowIfNull(framebuffer);
         if (DisplifPixelFormat.BitsPerPixel(framebuffer.FourCC) != 32 || framebuffer.Offset != 0)
             throw new XenShareException(Abi.Errno.EINVAL, $"the scan-out engine shows 32-bit pixels at offset 0, not {DisplifPixelFormat.Name(framebuffer.FourCC)} at {framebuffer.Offset}");
-        int rc = Engine.TryAttach(_process, framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch, out var attached, out string? reason);
-        if (rc < 0)
+        ScanoutBuffer scanout;
+        try
         {
-            if (rc == -Abi.Errno.ENOMEM)
-                lock (_gate) _mappingErrors++;
-            throw new XenShareException(-rc, "scan-out attach: " + reason);
+            scanout = Display.Import(framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch, framebuffer.FourCC);
         }
-        var scanout = attached!;
+        catch (XenShareException e) when (e.Errno == Abi.Errno.ENOMEM)
+        {
+            lock (_gate) _mappingErrors++;
+            throw;
+        }
         framebuffer.SinkState = scanout;
         lock (_gate)
         {
             _attached++;
-            _segments.Add(scanout.SegmentCount);
+            _segments.Add(scanout.Segments);
         }
         return ValueTask.CompletedTask;
     }
@@ -102,14 +104,14 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
     public ValueTask PresentAsync(int connector, DisplayFramebuffer framebuffer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(framebuffer);
-        if (framebuffer.SinkState is not ScanoutFramebuffer scanout) throw new InvalidOperationException("the framebuffer is not attached to this sink");
-        // A bounced buffer (DM04) shows the engine what was in it at the attach: the display driver syncs it for
+        if (framebuffer.SinkState is not ScanoutBuffer scanout) throw new InvalidOperationException("the framebuffer is not attached to this sink");
+        // A bounced buffer (DM04) shows the display what was in it at the import: the display driver syncs it for
         // the device before each present, a CPU copy that the swiotlb counts. In place: nothing to do.
-        if (scanout.BouncedBytes != 0) scanout.SyncForDevice();
-        Engine.Flip(scanout);
+        if (scanout.BouncedBytes != 0) Display.Sync(scanout);
+        Display.Flip(scanout);
         long frame;
         lock (_gate) frame = _presents++;
-        Presented?.Invoke(Engine, scanout, frame);
+        Presented?.Invoke(Display, scanout, frame);
         return ValueTask.CompletedTask;
     }
 
@@ -120,13 +122,22 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
     public ValueTask DetachAsync(DisplayFramebuffer framebuffer)
     {
         ArgumentNullException.ThrowIfNull(framebuffer);
-        if (framebuffer.SinkState is not ScanoutFramebuffer scanout) return ValueTask.CompletedTask;
+        if (framebuffer.SinkState is not ScanoutBuffer scanout) return ValueTask.CompletedTask;
         framebuffer.SinkState = null;
-        scanout.Dispose();   // the engine detaches and drops its dma-buf reference
+        scanout.Dispose();   // the display detaches and drops its dma-buf reference
         lock (_gate) _attached--;
         return ValueTask.CompletedTask;
     }
 
-    /// <summary>Releases every framebuffer still imported (detach them first) and the engine.</summary>
-    public void Dispose() => Engine.Dispose();
+    /// <summary>The display's counters as they were when the sink was disposed (null before).</summary>
+    public DisplayStats? LastStats { get; private set; }
+
+    /// <summary>Reads the counters a last time (<see cref="LastStats"/>), then closes the display device, which
+    /// releases every framebuffer still imported.</summary>
+    public void Dispose()
+    {
+        if (LastStats is not null) return;
+        LastStats = Display.Stats();
+        Display.Dispose();
+    }
 }

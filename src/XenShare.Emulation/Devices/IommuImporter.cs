@@ -1,5 +1,4 @@
 using XenShare.Abi;
-using XenShare.Api;
 using XenShare.Emulation.Kernel;
 using XenShare.Emulation.Kernel.Dma;
 using XenShare.Emulation.Kernel.DmaBuf;
@@ -36,13 +35,13 @@ public sealed class IommuImporter : IDisposable
     public int ImportCount { get { lock (_lock) return _imports.Count; } }
 
     /// <summary>Imports the dma-buf at <paramref name="dmaBufFd"/> of <paramref name="process"/>: get,
-    /// attach, map with <paramref name="direction"/>. Throws <see cref="XenShareException"/> with the
+    /// attach, map with <paramref name="direction"/>. Throws <see cref="DeviceException"/> with the
     /// errno on failure.</summary>
     public Import ImportBuffer(GuestProcess process, int dmaBufFd, DmaDirection direction = DmaDirection.Bidirectional)
     {
         ArgumentNullException.ThrowIfNull(process);
         var mapping = DmaBufMapping.Import(process, dmaBufFd, Device, direction, out int errno, out var failedAt)
-            ?? throw new XenShareException(-errno, failedAt switch
+            ?? throw new DeviceException(-errno, failedAt switch
             {
                 DmaBufImportStep.Get => "iommu import: dma_buf_get",
                 DmaBufImportStep.Attach => "iommu import: dma_buf_attach",

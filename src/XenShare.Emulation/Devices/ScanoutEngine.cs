@@ -1,6 +1,5 @@
 using System.Buffers;
 using XenShare.Abi;
-using XenShare.Api;
 using XenShare.Emulation.Kernel;
 using XenShare.Emulation.Kernel.Dma;
 using XenShare.Emulation.Kernel.DmaBuf;
@@ -143,12 +142,12 @@ public sealed class ScanoutEngine : IDisposable
         return 0;
     }
 
-    /// <summary>Like <see cref="TryAttach"/>, throwing <see cref="XenShareException"/> (with the errno and
-    /// the reason in the message) on failure.</summary>
+    /// <summary>Like <see cref="TryAttach"/>, throwing <see cref="DeviceException"/> (with the errno and the
+    /// reason in the message) on failure.</summary>
     public ScanoutFramebuffer Attach(GuestProcess process, int dmaBufFd, int width, int height, int stride)
     {
         int rc = TryAttach(process, dmaBufFd, width, height, stride, out var framebuffer, out string? reason);
-        if (rc < 0) throw new XenShareException(-rc, "scan-out attach: " + reason);
+        if (rc < 0) throw new DeviceException(-rc, "scan-out attach: " + reason);
         return framebuffer!;
     }
 
@@ -178,37 +177,67 @@ public sealed class ScanoutEngine : IDisposable
         {
             var fb = _front ?? throw new InvalidOperationException("nothing to scan out: no page flip yet");
             if (fb.IsDisposed) throw new ObjectDisposedException(nameof(ScanoutFramebuffer), "the front buffer was released");
-            int rowBytes = fb.Width * 4;
-            ReadOnlySpan<byte> frame = Device.TryDirectSpan(fb.DmaAddress, checked((int)fb.FrameBytes));
-            bool direct = fb.BouncedBytes == 0;
-            if (direct) _zeroCopyFrames++;
-            if (!frame.IsEmpty)
-            {
-                for (int y = 0; y < fb.Height; y++) sink(y, frame.Slice(y * fb.Stride, rowBytes));
-            }
-            else
-            {
-                byte[] line = ArrayPool<byte>.Shared.Rent(rowBytes);
-                try
-                {
-                    for (int y = 0; y < fb.Height; y++)
-                    {
-                        var row = line.AsSpan(0, rowBytes);
-                        int rc = Device.DmaRead(fb.DmaAddress + (ulong)((long)y * fb.Stride), row);
-                        if (rc < 0) throw new XenShareException(-rc, "scan-out DMA read");
-                        _gatheredBytes += rowBytes;
-                        sink(y, row);
-                    }
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(line);
-                }
-            }
-            _framesScannedOut++;
-            _bytesScannedOut += (long)rowBytes * fb.Height;
-            return direct;
+            int rc = ScanOutLocked(fb, sink, default, null);
+            if (rc < 0) throw new DeviceException(-rc, "scan-out DMA read");
+            return fb.BouncedBytes == 0;
         }
+    }
+
+    /// <summary>A row handed to <see cref="TryScanOut"/>'s copier: the row's pixels and the caller's destination.</summary>
+    public delegate void RowCopier(int y, ReadOnlySpan<byte> row, Span<byte> destination);
+
+    /// <summary>Scans <paramref name="expected"/> out into <paramref name="destination"/> through
+    /// <paramref name="copy"/>, if it is still the front buffer: 0, -ENODATA when it is not (released or
+    /// flipped away meanwhile), or -EFAULT when the DMA read failed.</summary>
+    public int TryScanOut(ScanoutFramebuffer expected, Span<byte> destination, RowCopier copy)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(copy);
+        lock (_lock)
+        {
+            if (_front != expected || expected.IsDisposed) return -Errno.ENODATA;
+            return ScanOutLocked(expected, null, destination, copy);
+        }
+    }
+
+    /// <summary>Under _lock: every row of <paramref name="fb"/>, top to bottom, to the sink or the copier.</summary>
+    private int ScanOutLocked(ScanoutFramebuffer fb, ScanoutRowSink? sink, Span<byte> destination, RowCopier? copy)
+    {
+        int rowBytes = fb.Width * 4;
+        ReadOnlySpan<byte> frame = Device.TryDirectSpan(fb.DmaAddress, checked((int)fb.FrameBytes));
+        if (!frame.IsEmpty)
+        {
+            for (int y = 0; y < fb.Height; y++)
+            {
+                var row = frame.Slice(y * fb.Stride, rowBytes);
+                if (sink is not null) sink(y, row);
+                else copy!(y, row, destination);
+            }
+        }
+        else
+        {
+            byte[] line = ArrayPool<byte>.Shared.Rent(rowBytes);
+            try
+            {
+                for (int y = 0; y < fb.Height; y++)
+                {
+                    var row = line.AsSpan(0, rowBytes);
+                    int rc = Device.DmaRead(fb.DmaAddress + (ulong)((long)y * fb.Stride), row);
+                    if (rc < 0) return rc;
+                    _gatheredBytes += rowBytes;
+                    if (sink is not null) sink(y, row);
+                    else copy!(y, row, destination);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(line);
+            }
+        }
+        if (fb.BouncedBytes == 0) _zeroCopyFrames++;
+        _framesScannedOut++;
+        _bytesScannedOut += (long)rowBytes * fb.Height;
+        return 0;
     }
 
     /// <summary>Reads one row of <paramref name="framebuffer"/> into <paramref name="destination"/> through
@@ -223,7 +252,7 @@ public sealed class ScanoutEngine : IDisposable
         {
             ObjectDisposedException.ThrowIf(framebuffer.IsDisposed, framebuffer);
             int rc = Device.DmaRead(framebuffer.DmaAddress + (ulong)((long)y * framebuffer.Stride), destination[..Math.Min(destination.Length, framebuffer.Width * 4)]);
-            if (rc < 0) throw new XenShareException(-rc, "scan-out DMA read");
+            if (rc < 0) throw new DeviceException(-rc, "scan-out DMA read");
         }
     }
 

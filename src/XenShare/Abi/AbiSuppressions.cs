@@ -8,3 +8,9 @@ using System.Diagnostics.CodeAnalysis;
 [assembly: SuppressMessage("Design", "CA1051:Do not declare visible instance fields", Scope = "namespaceanddescendants", Target = "~N:XenShare.Abi")]
 [assembly: SuppressMessage("Performance", "CA1815:Override equals and operator equals on value types", Scope = "namespaceanddescendants", Target = "~N:XenShare.Abi")]
 [assembly: SuppressMessage("Naming", "CA1720:Identifier contains type name", Scope = "namespaceanddescendants", Target = "~N:XenShare.Abi")]
+[assembly: SuppressMessage("Naming", "CA1707:Identifiers should not contain underscores", Scope = "namespaceanddescendants", Target = "~N:XenShare.Devices",
+    Justification = "The emulated devices' ioctl ABI keeps C names, like XenShare.Abi, so a C program and a reader can grep them.")]
+[assembly: SuppressMessage("Design", "CA1051:Do not declare visible instance fields", Scope = "namespaceanddescendants", Target = "~N:XenShare.Devices",
+    Justification = "ABI structs: fields in C order.")]
+[assembly: SuppressMessage("Performance", "CA1815:Override equals and operator equals on value types", Scope = "namespaceanddescendants", Target = "~N:XenShare.Devices",
+    Justification = "ABI structs are byte layouts, never compared.")]

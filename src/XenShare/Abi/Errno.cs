@@ -59,6 +59,8 @@ public static class Errno
     public const int ENOTCONN = 107;
     /// <summary>Connection timed out.</summary>
     public const int ETIMEDOUT = 110;
+    /// <summary>No data available.</summary>
+    public const int ENODATA = 61;
 
     /// <summary>The symbolic name of an errno value ("EINVAL"), or "E?" plus the number.</summary>
     public static string Name(int errno) => errno switch
@@ -68,7 +70,7 @@ public static class Errno
         EFAULT => "EFAULT", EBUSY => "EBUSY", ENODEV => "ENODEV", EINVAL => "EINVAL",
         EMFILE => "EMFILE", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", ESPIPE => "ESPIPE",
         ENOSYS => "ENOSYS", ENOTCONN => "ENOTCONN", ETIMEDOUT => "ETIMEDOUT",
-        E2BIG => "E2BIG", EISDIR => "EISDIR", EROFS => "EROFS", ENOTEMPTY => "ENOTEMPTY", EISCONN => "EISCONN",
+        E2BIG => "E2BIG", ENODATA => "ENODATA", EISDIR => "EISDIR", EROFS => "EROFS", ENOTEMPTY => "ENOTEMPTY", EISCONN => "EISCONN",
         _ => "E?" + errno.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 }

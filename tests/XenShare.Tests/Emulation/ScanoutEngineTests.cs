@@ -48,7 +48,7 @@ public sealed class ScanoutEngineTests : EmulatorTest
             Assert.Equal(-Errno.EINVAL, rc);
             Assert.Null(fb);
             Assert.Contains("one contiguous segment", reason, StringComparison.Ordinal);
-            var e = Assert.Throws<XenShareException>(() => engine.Attach(P0, buf.Fd, 32, 64, 128));
+            var e = Assert.Throws<XenShare.Emulation.Devices.DeviceException>(() => engine.Attach(P0, buf.Fd, 32, 64, 128));
             Assert.Equal(Errno.EINVAL, e.Errno);
             Assert.Equal(0, engine.FramebufferCount);
         }
