@@ -148,7 +148,7 @@ internal static class DemoScene
                 DisplayPathTime = Stopwatch.GetElapsedTime(0, displayTicks),
                 MicrosecondsPerFlip = Median(displayPath),
                 CpuBytesCopied = stats is { } st ? st.CpuBytesCopied : copy!.BytesCopied,
-                BounceBytes = backendGuest.Kernel.Swiotlb.BytesCopied,
+                BounceBytes = stats?.SwiotlbBytesCopied ?? 0,
                 MappingErrors = scanout?.MappingErrors ?? 0,
                 BackendDomainId = backendGuest.Id.Value,
                 BackendDirectMapped = backendGuest.Domain.IsDirectMapped,

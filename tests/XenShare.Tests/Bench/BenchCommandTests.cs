@@ -46,6 +46,16 @@ public sealed class BenchCommandTests
         Assert.Equal(Meets(row.Target, row.Ratio), row.Pass);
     }
 
+    /// <summary>Every bench row runs once with tiny sizes, so none can rot (issue 12 item 7): each gives a
+    /// well-formed row (speed is not asserted here; `xenshare bench` judges it).</summary>
+    [Fact]
+    public void Every_row_runs_in_quick_mode_and_is_well_formed()
+    {
+        var rows = BenchTargets.Run(BenchTargets.All, BenchOptions.Quick);
+        Assert.Equal(BenchTargets.All.Select(t => t.Id), rows.Select(r => r.Id));
+        foreach (var row in rows) AssertWellFormed(row);
+    }
+
     [Fact]
     public void P7_and_P8_rows_are_well_formed()
     {
