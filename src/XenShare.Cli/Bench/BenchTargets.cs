@@ -14,6 +14,7 @@ internal static class BenchTargets
         new P5WaitWakeup(),
         new P6ManyLiveExports(),
         new P7HotPathAllocations(),
+        new P7bExportCycleAllocations(),
         new P8BytesPerMappedPage(),
         new P9TwoThreads(),
         new P11DisplifFlip(),
