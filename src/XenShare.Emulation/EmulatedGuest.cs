@@ -41,7 +41,7 @@ public sealed class EmulatedGuest
         ArgumentException.ThrowIfNullOrEmpty(name);
         lock (_displays)
         {
-            if (_displays.ContainsKey(name)) throw new InvalidOperationException($"{Domain} already has a display {name}");
+            if (_displays.ContainsKey(name) || _iommus.ContainsKey(name)) throw new InvalidOperationException($"{Domain} already has a device {name}");
             var driver = new DisplayDriver(Kernel, name);
             _displays.Add(name, driver);
             return driver.Path;
@@ -49,6 +49,24 @@ public sealed class EmulatedGuest
     }
 
     private readonly Dictionary<string, DisplayDriver> _displays = new(StringComparer.Ordinal);
+
+    /// <summary>Plugs a device with an MMU of its own into this domain (a GPU, a video engine behind an IOMMU its
+    /// driver programs) and returns its device path, <c>/dev/xenshare/&lt;name&gt;</c>; processes reach it through
+    /// the seam (<see cref="XenShare.Devices.IommuDeviceIoctl"/>, the typed <c>XenShare.Api.IommuDevice</c>).</summary>
+    /// <exception cref="InvalidOperationException">A device of that name exists.</exception>
+    public string AddIommuDevice(string name = "iommu0")
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        lock (_displays)
+        {
+            if (_displays.ContainsKey(name) || _iommus.ContainsKey(name)) throw new InvalidOperationException($"{Domain} already has a device {name}");
+            var driver = new IommuDriver(Kernel, name);
+            _iommus.Add(name, driver);
+            return driver.Path;
+        }
+    }
+
+    private readonly Dictionary<string, IommuDriver> _iommus = new(StringComparer.Ordinal);
 
     /// <summary>The display driver of <paramref name="name"/> (tests).</summary>
     internal DisplayDriver Display(string name = "display0")

@@ -52,6 +52,17 @@ public sealed class IommuImporter : IDisposable
         return import;
     }
 
+    /// <summary>Like <see cref="ImportBuffer"/>, returning null with the errno instead of throwing.</summary>
+    public Import? TryImportBuffer(GuestProcess process, int dmaBufFd, DmaDirection direction, out int errno)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        var mapping = DmaBufMapping.Import(process, dmaBufFd, Device, direction, out errno, out _);
+        if (mapping is null) return null;
+        var import = new Import(this, mapping);
+        lock (_lock) _imports.Add(import);
+        return import;
+    }
+
     private void Remove(Import import)
     {
         lock (_lock) _imports.Remove(import);

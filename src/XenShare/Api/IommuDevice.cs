@@ -1,0 +1,76 @@
+using System.Runtime.InteropServices;
+using XenShare.Abi;
+using XenShare.Devices;
+
+namespace XenShare.Api;
+
+/// <summary>
+/// An open device with an MMU of its own on the emulated host (<c>/dev/xenshare/iommu&lt;N&gt;</c>, plugged in
+/// with <c>EmulatedGuest.AddIommuDevice</c>) over any <see cref="IGuestProcess"/>: import any dma-buf (the DMA API
+/// maps it for the device, which stitches the segments at one IOVA range) and have the device read it. The ABI is
+/// <see cref="IommuDeviceIoctl"/>.
+/// </summary>
+/// <remarks>Thread-safe: every call is one system call on one fd.</remarks>
+public sealed class IommuDevice : IDisposable
+{
+    private int _fd;
+
+    private IommuDevice(IGuestProcess process, int fd)
+    {
+        Process = process;
+        _fd = fd;
+    }
+
+    /// <summary>Opens the device at <paramref name="path"/> in <paramref name="process"/>.</summary>
+    /// <exception cref="XenShareException">open(2) failed (ENOENT: no such device).</exception>
+    public static IommuDevice Open(IGuestProcess process, string path = IommuDeviceIoctl.DefaultPath)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        int fd = ErrnoMapper.Check(process.Open(path, Posix.O_RDWR | Posix.O_CLOEXEC), "open " + path);
+        return new IommuDevice(process, fd);
+    }
+
+    /// <summary>The process.</summary>
+    public IGuestProcess Process { get; }
+
+    /// <summary>The fd.</summary>
+    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(IommuDevice));
+
+    /// <summary>IMPORT: the dma-buf <paramref name="dmaBufFd"/> of the process, mapped for the device with
+    /// <paramref name="direction"/> (0 bidirectional, 1 to the device, 2 from the device).</summary>
+    /// <exception cref="XenShareException">EBADF, EINVAL (not a dma-buf), ENOMEM (the DMA API could not map it),
+    /// or the exporter's errno.</exception>
+    public IommuBuffer Import(int dmaBufFd, int direction = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(dmaBufFd);
+        ArgumentOutOfRangeException.ThrowIfNegative(direction);
+        var op = new xenshare_iommu_import { fd = (uint)dmaBufFd, direction = (uint)direction };
+        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, MemoryMarshal.AsBytes(new Span<xenshare_iommu_import>(ref op))), "XENSHARE_IOMMU_IOCTL_IMPORT");
+        return new IommuBuffer(this, op.handle, (int)op.segments, (long)op.size);
+    }
+
+    internal void Read(uint handle, long offset, Span<byte> into)
+    {
+        int header = Marshal.SizeOf<xenshare_iommu_read>();
+        var arg = new byte[header + into.Length];
+        MemoryMarshal.Write(arg, new xenshare_iommu_read { handle = handle, length = (uint)into.Length, offset = (ulong)offset });
+        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg), "XENSHARE_IOMMU_IOCTL_READ");
+        arg.AsSpan(header).CopyTo(into);
+    }
+
+    internal void Release(uint handle)
+    {
+        int fd = Volatile.Read(ref _fd);
+        if (fd < 0) return;   // closing the device released every import
+        var op = new xenshare_iommu_handle { handle = handle };
+        ErrnoMapper.Check(Process.Ioctl(fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, MemoryMarshal.AsBytes(new Span<xenshare_iommu_handle>(ref op))), "XENSHARE_IOMMU_IOCTL_RELEASE");
+    }
+
+    /// <summary>Closes the device: every import it holds is released.</summary>
+    public void Dispose()
+    {
+        int fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0) Process.Close(fd);
+    }
+}
