@@ -14,10 +14,11 @@ namespace XenShare.Emulation.Drivers;
 /// it (EI01-EI11).
 /// </summary>
 /// <remarks>
-/// Lock: <c>_lock</c> guards the export and import tables. Both are keyed by the fd number recorded at
-/// export/import time (O(1) lookup where Linux walks a list); a key may hold a chain of entries when a
-/// number is reused while an older buffer lives, newest first (EW01). Order: process fd lock &lt; gntdev
-/// file lock &lt; this lock; exporter callbacks (attach, map, release) run without it.
+/// Lock: <c>_lock</c> guards the export and import tables and each export's release task. Both are keyed
+/// by the fd number recorded at export/import time (O(1) lookup where Linux walks a list); a key may hold
+/// a chain of entries when a number is reused while an older buffer lives, newest first (EW01). It is
+/// taken alone (no other lock is held while it is taken, none is taken under it); maps, fds, dma-bufs and
+/// grant refs are handled outside it, and exporter callbacks (attach, map, release) run without it.
 /// </remarks>
 internal sealed class GntDevDmaBuf
 {

@@ -9,8 +9,9 @@ namespace XenShare.Emulation.Hypervisor;
 /// </summary>
 /// <remarks>
 /// Lock: <c>_lock</c>, one for every domain's ports (interdomain operations touch two tables at once; one
-/// lock keeps that simple and deadlock-free). It is taken alone: domains are looked up before it is
-/// taken, and upcalls into kernels (<see cref="IDomainSink.OnEvent"/>) are made after releasing it.
+/// lock keeps that simple and deadlock-free). It is taken alone: the domain lookups made under it are
+/// lock-free reads, and upcalls into kernels (<see cref="IDomainSink.OnEvent"/>) are made after releasing
+/// it.
 /// </remarks>
 public sealed class EventChannelOps
 {
