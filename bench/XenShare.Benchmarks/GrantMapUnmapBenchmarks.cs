@@ -1,12 +1,14 @@
 using BenchmarkDotNet.Attributes;
 using XenShare.Cli.Bench;
+using XenShare.Emulation.Drivers;
 using XenShare.Emulation.Hypervisor;
 
 namespace XenShare.Benchmarks;
 
-/// <summary>P1 in detail: XenHost grant map + unmap of a batch of 256 domU grants into unpopulated dom0
-/// GFNs (per page, via OperationsPerInvoke), against copying one 4 KiB page. P7: MemoryDiagnoser must
-/// show 0 B allocated.</summary>
+/// <summary>P1 in detail: grant map + unmap of 256 domU grants into unpopulated dom0 GFNs (per page, via
+/// OperationsPerInvoke) through gntdev's own path (a 256-page gntdev map: one unmap batch, one map batch;
+/// what P1 measures) and as bare XenHost batches, against copying one 4 KiB page. P7: MemoryDiagnoser
+/// must show 0 B allocated.</summary>
 [MemoryDiagnoser]
 public class GrantMapUnmapBenchmarks
 {
@@ -14,6 +16,7 @@ public class GrantMapUnmapBenchmarks
     private GrantFixture _fixture = null!;
     private GnttabMapGrantRef[] _map = null!;
     private GnttabUnmapGrantRef[] _unmap = null!;
+    private GrantMap _gntDevMap = null!;
     private byte[] _src = null!;
     private byte[] _dst = null!;
 
@@ -26,6 +29,8 @@ public class GrantMapUnmapBenchmarks
         _fixture.MapUnmap(_map, _unmap);
         GrantFixture.CheckStatus(_map);
         GrantFixture.CheckStatus(_unmap);
+        _gntDevMap = _fixture.PrepareGntDevMap(0, Batch);
+        if (GrantFixture.GntDevUnmapMap(_gntDevMap) != 0) throw new InvalidOperationException("gntdev map failed");
         _src = new byte[4096];
         _dst = new byte[4096];
     }
@@ -33,7 +38,11 @@ public class GrantMapUnmapBenchmarks
     [GlobalCleanup]
     public void Cleanup() => _fixture.Dispose();
 
-    /// <summary>Map + unmap per page, batches of 256.</summary>
+    /// <summary>Unmap + map per page of a 256-page gntdev map, through gntdev (P1).</summary>
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public int GntDevUnmapMap256() => GrantFixture.GntDevUnmapMap(_gntDevMap);
+
+    /// <summary>Map + unmap per page, bare XenHost batches of 256.</summary>
     [Benchmark(OperationsPerInvoke = Batch)]
     public void MapUnmapBatch256() => _fixture.MapUnmap(_map, _unmap);
 

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using XenShare.Abi;
 using XenShare.Emulation;
+using XenShare.Emulation.Drivers;
 using XenShare.Emulation.Hypervisor;
 using XenShare.Emulation.Kernel;
 
@@ -10,7 +11,8 @@ namespace XenShare.Cli.Bench;
 /// The shared setup of the grant measurements (the <c>bench</c> command and the BenchmarkDotNet project,
 /// which links this file): an emulated host with dom0 and one domU; the domU shares <see cref="Pages"/>
 /// writable pages with dom0 through <c>/dev/xen/gntalloc</c> (ALLOC_GREF), exactly as a frontend would.
-/// Helpers build the hypercall batches and the gntdev GRANT_COPY argument that dom0 issues.
+/// Helpers build the hypercall batches and the gntdev GRANT_COPY argument that dom0 issues, and a gntdev
+/// map in dom0 (MAP_GRANT_REF + mmap, as a backend maps) for measuring gntdev's own map and unmap.
 /// </summary>
 internal sealed class GrantFixture : IDisposable
 {
@@ -19,6 +21,10 @@ internal sealed class GrantFixture : IDisposable
     private readonly int _gntAllocFd;
     private readonly ulong _gntAllocIndex;
     private int _gntDevFd = -1;
+    private int _gntDevMapFd = -1;
+    private ulong _gntDevMapIndex;
+    private int _gntDevMapCount;
+    private long _gntDevMapping;
     private long _copyMapping;
     private long _copyMappingLength;
     private bool _disposed;
@@ -133,6 +139,38 @@ internal sealed class GrantFixture : IDisposable
         Xen.UnmapGrantRefs(Dom0, unmap);
     }
 
+    /// <summary>Maps shared pages [first, first + count) into dom0 through gntdev exactly as a backend does
+    /// (open, IOCTL_GNTDEV_MAP_GRANT_REF, writable shared mmap) and returns the gntdev map behind the mapping,
+    /// its grants mapped. Undone on dispose.</summary>
+    internal GrantMap PrepareGntDevMap(int first, int count)
+    {
+        if (_gntDevMapFd >= 0) throw new InvalidOperationException("gntdev map already prepared");
+        _gntDevMapFd = Check(Dom0Process.Open("/dev/xen/gntdev", Posix.O_RDWR | Posix.O_CLOEXEC), "open gntdev");
+        int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
+        var arg = new byte[Math.Max(System.Runtime.CompilerServices.Unsafe.SizeOf<ioctl_gntdev_map_grant_ref>(), refsAt + 8 * count)];
+        MemoryMarshal.Write(arg, new ioctl_gntdev_map_grant_ref { count = (uint)count });
+        var refs = MemoryMarshal.Cast<byte, ioctl_gntdev_grant_ref>(arg.AsSpan(refsAt, 8 * count));
+        for (int i = 0; i < count; i++) refs[i] = new ioctl_gntdev_grant_ref { domid = DomU.Id.Value, @ref = Refs[first + i] };
+        Check(Dom0Process.Ioctl(_gntDevMapFd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg), "IOCTL_GNTDEV_MAP_GRANT_REF");
+        _gntDevMapIndex = MemoryMarshal.Read<ioctl_gntdev_map_grant_ref>(arg).index;
+        _gntDevMapCount = count;
+        _gntDevMapping = Dom0Process.Mmap(_gntDevMapFd, (long)_gntDevMapIndex, (long)count * XenPage.Size, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
+        if (_gntDevMapping < 0) throw new InvalidOperationException($"mmap(gntdev) failed: {Errno.Name((int)-_gntDevMapping)}");
+        return Dom0Process.FindVma(_gntDevMapping)?.Tag as GrantMap ?? throw new InvalidOperationException("no gntdev map behind the mapping");
+    }
+
+    /// <summary>One unmap + map of a gntdev map through gntdev's own code: the unmap that
+    /// UNMAP_GRANT_REF's last user (and a PV munmap) runs - the notify byte, the pages' idle check, then
+    /// every live grant in one GNTTABOP_unmap_grant_ref batch - and the mapping mmap runs
+    /// (gntdev_map_grant_pages: one GNTTABOP_map_grant_ref batch). Returns the map's result (0, or -EINVAL
+    /// when a grant did not map). Allocation-free after warm-up.</summary>
+    internal static int GntDevUnmapMap(GrantMap map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        map.StartUnmap();
+        return map.MapGrants(GntMap.host_map);
+    }
+
     /// <summary>GNTTABOP_copy ops: shared page [first + i] (source gref) to a fresh dom0 RAM page (local GFN).</summary>
     public GnttabCopy[] CopyOps(int first, int count)
     {
@@ -213,6 +251,13 @@ internal sealed class GrantFixture : IDisposable
         _disposed = true;
         try
         {
+            if (_gntDevMapping > 0) Dom0Process.Munmap(_gntDevMapping, (long)_gntDevMapCount * XenPage.Size);
+            if (_gntDevMapFd >= 0)
+            {
+                var unmap = new ioctl_gntdev_unmap_grant_ref { index = _gntDevMapIndex, count = (uint)_gntDevMapCount };
+                Dom0Process.Ioctl(_gntDevMapFd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, MemoryMarshal.AsBytes(new Span<ioctl_gntdev_unmap_grant_ref>(ref unmap)));
+                Dom0Process.Close(_gntDevMapFd);
+            }
             if (_copyMapping > 0) Dom0Process.Munmap(_copyMapping, _copyMappingLength);
             if (_gntDevFd >= 0) Dom0Process.Close(_gntDevFd);
             foreach (var g in _dom0Unpopulated) Host.Dom0.Kernel.FreePage(g);

@@ -57,20 +57,20 @@ internal sealed class EvtChnDriver
                 if (arg.Length < 4) return -Errno.EFAULT;
                 uint remote = MemoryMarshal.Read<uint>(arg);
                 if (_restrictDomid >= 0) return -Errno.EACCES;   // Linux refuses any unbound port once restricted
-                return Bound(Host.EvtchnAllocUnbound(Domain, new DomainId((ushort)remote)));
+                return Bound(Host.EventChannels.AllocUnbound(Domain, new DomainId((ushort)remote)));
             }
             if (request == EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN)
             {
                 if (arg.Length < 8) return -Errno.EFAULT;
                 var op = MemoryMarshal.Read<ioctl_evtchn_bind_interdomain>(arg);
                 if (_restrictDomid >= 0 && op.remote_domain != (uint)_restrictDomid) return -Errno.EACCES;
-                return Bound(Host.EvtchnBindInterdomain(Domain, new DomainId((ushort)op.remote_domain), op.remote_port));
+                return Bound(Host.EventChannels.BindInterdomain(Domain, new DomainId((ushort)op.remote_domain), op.remote_port));
             }
             if (request == EvtChnIoctl.IOCTL_EVTCHN_BIND_VIRQ)
             {
                 if (arg.Length < 4) return -Errno.EFAULT;
                 if (_restrictDomid >= 0) return -Errno.EACCES;
-                return Bound(Host.EvtchnBindVirq(Domain, MemoryMarshal.Read<uint>(arg)));
+                return Bound(Host.EventChannels.BindVirq(Domain, MemoryMarshal.Read<uint>(arg)));
             }
             if (request == EvtChnIoctl.IOCTL_EVTCHN_UNBIND || request == EvtChnIoctl.IOCTL_EVTCHN_NOTIFY)
             {
@@ -78,7 +78,7 @@ internal sealed class EvtChnDriver
                 uint port = MemoryMarshal.Read<uint>(arg);
                 if (port >= EventChannelTable.MaxPorts) return -Errno.EINVAL;                 // EV02
                 lock (_lock) if (!_ports.Contains(port)) return -Errno.ENOTCONN;
-                if (request == EvtChnIoctl.IOCTL_EVTCHN_NOTIFY) return Host.EvtchnSend(Domain, port);
+                if (request == EvtChnIoctl.IOCTL_EVTCHN_NOTIFY) return Host.EventChannels.Send(Domain, port);
                 Unbind(port);
                 return 0;
             }
@@ -114,7 +114,7 @@ internal sealed class EvtChnDriver
         {
             lock (_lock) if (!_ports.Remove(port)) return;
             Kernel.UnbindEventHandler(port);
-            Host.EvtchnClose(Domain, port);
+            Host.EventChannels.Close(Domain, port);
         }
 
         public void OnEvent(EventPort port)
@@ -162,7 +162,7 @@ internal sealed class EvtChnDriver
                 uint port = BinaryPrimitives.ReadUInt32LittleEndian(buffer.Slice(i * 4, 4));
                 bool mine;
                 lock (_lock) mine = port < EventChannelTable.MaxPorts && _ports.Contains(port);
-                if (mine) Host.EvtchnUnmask(Domain, port);
+                if (mine) Host.EventChannels.Unmask(Domain, port);
             }
             return n * 4L;
         }
@@ -186,7 +186,7 @@ internal sealed class EvtChnDriver
             foreach (var p in ports)
             {
                 Kernel.UnbindEventHandler(p);
-                Host.EvtchnClose(Domain, p);
+                Host.EventChannels.Close(Domain, p);
             }
             Interlocked.Decrement(ref driver._openFiles);
         }

@@ -214,7 +214,7 @@ internal sealed class GntAllocDriver
     private void DelGref(Gref g)
     {
         if ((g.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0) _kernel.FrameSpan(g.Page)[g.NotifyOffset] = 0;
-        if ((g.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) _kernel.Host.EvtchnSend(_kernel.Domain, g.NotifyPort);
+        if ((g.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) _kernel.Host.EventChannels.Send(_kernel.Domain, g.NotifyPort);
         _kernel.Grants.EndAccess(g.Ref, g.Page);
         lock (_lock) _grefCount--;
     }

@@ -14,10 +14,11 @@ namespace XenShare.Emulation.Drivers;
 /// it (EI01-EI11).
 /// </summary>
 /// <remarks>
-/// Lock: <c>_lock</c> guards the export and import tables. Both are keyed by the fd number recorded at
-/// export/import time (O(1) lookup where Linux walks a list); a key may hold a chain of entries when a
-/// number is reused while an older buffer lives, newest first (EW01). Order: process fd lock &lt; gntdev
-/// file lock &lt; this lock; exporter callbacks (attach, map, release) run without it.
+/// Lock: <c>_lock</c> guards the export and import tables and each export's release task. Both are keyed
+/// by the fd number recorded at export/import time (O(1) lookup where Linux walks a list); a key may hold
+/// a chain of entries when a number is reused while an older buffer lives, newest first (EW01). It is
+/// taken alone (no other lock is held while it is taken, none is taken under it); maps, fds, dma-bufs and
+/// grant refs are handled outside it, and exporter callbacks (attach, map, release) run without it.
 /// </remarks>
 internal sealed class GntDevDmaBuf
 {
@@ -47,17 +48,13 @@ internal sealed class GntDevDmaBuf
         T? Older { get; set; }
     }
 
-    // The event is not disposed on purpose: a waiter that timed out may still hold it, and it only has an
-    // OS handle if someone blocked long enough; the GC finalizes it.
     private sealed class Export : IChained<Export>
     {
         public required GrantMap Map;
         public required uint Fd;
-        /// <summary>Set at release for blocking waiters; created by the first one (under the lock), so an
-        /// export nobody waits for costs no event (P7).</summary>
-        public ManualResetEventSlim? Released;
-        /// <summary>Completed at release for asynchronous waiters; created by the first one (under the lock).</summary>
-        public TaskCompletionSource? ReleasedAsync;
+        /// <summary>Completed at release; every waiter, blocking or asynchronous, waits on its task. Created
+        /// by the first waiter (under the lock), so an export nobody waits for costs nothing (P7).</summary>
+        public TaskCompletionSource? Released;
         public Export? Older { get; set; }
     }
 
@@ -112,23 +109,16 @@ internal sealed class GntDevDmaBuf
         bool dma = (flags & (GntDevIoctl.GNTDEV_DMA_FLAG_WC | GntDevIoctl.GNTDEV_DMA_FLAG_COHERENT)) != 0;
         int count = (int)op.count;
 
-        var map = _file.AllocMap(count, allocPages: !dma);                                      // EX04
+        var map = GrantMap.Create(_file, count, dma ? GrantMapBacking.Dma : GrantMapBacking.Unpopulated);   // EX04
         if (map is null) return -Errno.ENOMEM;                                                  // EX07
-        if (dma && !AllocDmaBacking(map)) return -Errno.ENOMEM;
         var refs = MemoryMarshal.Cast<byte, uint>(arg.Slice(refsAt, 4 * count));
         ushort domid = (ushort)op.domid;   // the real driver cuts the domid to 16 bits
-        for (int i = 0; i < count; i++) { map.DomIds[i] = domid; map.Refs[i] = refs[i]; }
-        // Reliability fix: the export holds its own user of the map (besides the file list's) and marks it
-        // in use, so UNMAP_GRANT_REF at the export's index only drops the list's user instead of freeing a
-        // live buffer's backing (a double free at release), and mmap of that index is refused instead of
-        // mapping the grants a second time and unmapping the export's on failure.
-        map.Users = 2;
-        map.InUse = true;
-        _file.AddMap(map);
+        for (int i = 0; i < count; i++) map.SetGrant(i, domid, refs[i]);
+        map.PublishExported();   // the export's own user besides the list's, in use (see PublishExported)
 
         // EX05: always writable; x86 kernels also ask for a device mapping.
         uint mapFlags = GntMap.host_map | (_file.Domain.IsX86 ? GntMap.device_map : 0);
-        int rc = _file.MapGrants(map, mapFlags);
+        int rc = map.MapGrants(mapFlags);
         if (rc < 0) { DropMap(map); return rc; }                                               // EX06
 
         int fd = caller.ReserveFd(cloexec: true);                                               // EX08: reserve first
@@ -143,33 +133,12 @@ internal sealed class GntDevDmaBuf
         return 0;
     }
 
-    private void DropMap(GrantMap map)
+    /// <summary>The export lets go of its map: the list's user (unless UNMAP_GRANT_REF dropped it), then
+    /// the export's own; the last one unmaps the grants and frees the backing.</summary>
+    private static void DropMap(GrantMap map)
     {
-        if (_file.RemoveFromList(map)) _file.PutMap(map);   // the list's user, unless UNMAP_GRANT_REF dropped it
-        _file.PutMap(map);                                  // the export's own user
-    }
-
-    /// <summary>One contiguous DMA allocation on the gntdev device whose frames go back to Xen so the
-    /// grants can be mapped into the now empty GFNs (EX04).</summary>
-    private bool AllocDmaBacking(GrantMap map)
-    {
-        if (!Kernel.TryAllocContiguous(map.Count, block: true, out var first)) return false;
-        for (int i = 0; i < map.Count; i++)
-        {
-            var g = new GuestFrame(first.Value + (ulong)i);
-            map.Pages[i] = g;
-            Kernel.Host.DecreaseReservation(Kernel.Domain, g);
-        }
-        map.DmaBacked = true;
-        return true;
-    }
-
-    /// <summary>Gives the DMA allocation back: each GFN is repopulated with a fresh frame, then freed. A
-    /// release path cannot fail: a GFN that cannot be repopulated now (machine memory exhausted) is kept
-    /// by the kernel and retried later (reliability fix: this used to throw out of close/munmap).</summary>
-    public void FreeDmaBacking(GrantMap map)
-    {
-        foreach (var g in map.Pages) Kernel.RepopulateAndFree(g);
+        map.Unpublish();
+        map.Release();
     }
 
     /// <summary>The exporter's ops, shared by every buffer this file exports (each buffer's export record
@@ -209,55 +178,43 @@ internal sealed class GntDevDmaBuf
     private void ReleaseExport(Export export)
     {
         DropMap(export.Map);
-        TaskCompletionSource? asyncWaiters;
-        ManualResetEventSlim? waiters;
+        TaskCompletionSource? waiters;
         lock (_lock)
         {
             // Waiters register under this lock before we unlink, or find nothing (ENOENT): none is lost.
             Unlink(_exports, export.Fd, export);
-            asyncWaiters = export.ReleasedAsync;
             waiters = export.Released;
         }
-        waiters?.Set();
-        asyncWaiters?.TrySetResult();
+        waiters?.TrySetResult();
         _file.Put();
     }
 
+    /// <summary>IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, blocking: the wait of <see cref="WaitReleasedAsync"/>,
+    /// waited for on the calling thread (EW03: 0 or ETIMEDOUT; EIO when the domain is destroyed meanwhile).
+    /// Not interruptible (EW06). The thread counts as in a release wait (<see cref="GuestKernel.IsInReleaseWait"/>)
+    /// while it blocks.</summary>
     public int WaitReleased(Span<byte> arg)
     {
-        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) return -Errno.EFAULT;
-        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
-        ManualResetEventSlim released;
-        lock (_lock)
-        {
-            if (!_exports.TryGetValue(op.fd, out var export)) return -Errno.ENOENT;             // EW01: newest first
-            // EW04: registered under the lock release takes to unlink, so release will set it.
-            released = export.Released ??= new ManualResetEventSlim(false);
-        }
-        // EW06: not interruptible.
-        int ms = op.wait_to_ms > int.MaxValue ? int.MaxValue : (int)op.wait_to_ms;
+        var released = Register(arg, out int rc, out uint ms);
+        if (released is null) return rc;
+        if (released.IsCompleted) return 0;
+        // The release's own task is waited on directly: its completion wakes this thread inline, so a
+        // blocked waiter never needs a thread-pool thread to be woken.
         Kernel.EnterReleaseWait();
-        try { return released.Wait(ms, Kernel.HaltToken) ? 0 : -Errno.ETIMEDOUT; }              // EW03
-        catch (OperationCanceledException) { return -Errno.EIO; }                                // the domain was destroyed
+        try { return released.Wait((int)Math.Min(ms, int.MaxValue), Kernel.HaltToken) ? 0 : -Errno.ETIMEDOUT; }   // EW03
+        catch (OperationCanceledException) { return -Errno.EIO; }                                              // the domain was destroyed
         finally { Kernel.LeaveReleaseWait(); }
     }
 
     /// <summary>The asynchronous form of <see cref="WaitReleased"/>: same lookup and results, no thread
-    /// blocked. A waiter that finds the export registers under the lock that release takes to unlink it,
-    /// so a release either sees the waiter or happened before the lookup (then ENOENT): no lost wake-up.</summary>
+    /// blocked; the caller's cancellation ends its wait only.</summary>
     public Task<int> WaitReleasedAsync(ReadOnlySpan<byte> arg, CancellationToken cancellationToken)
     {
-        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) return Task.FromResult(-Errno.EFAULT);
-        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
-        TaskCompletionSource tcs;
-        lock (_lock)
-        {
-            if (!_exports.TryGetValue(op.fd, out var export)) return Task.FromResult(-Errno.ENOENT);
-            tcs = export.ReleasedAsync ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
-        if (tcs.Task.IsCompleted) return Task.FromResult(0);
-        if (op.wait_to_ms == 0) return Task.FromResult(-Errno.ETIMEDOUT);
-        return Wait(tcs.Task, op.wait_to_ms, Kernel.HaltToken, cancellationToken);
+        var released = Register(arg, out int rc, out uint ms);
+        if (released is null) return Task.FromResult(rc);
+        if (released.IsCompleted) return Task.FromResult(0);
+        if (ms == 0) return Task.FromResult(-Errno.ETIMEDOUT);
+        return Wait(released, ms, Kernel.HaltToken, cancellationToken);
 
         static async Task<int> Wait(Task released, uint ms, CancellationToken halt, CancellationToken ct)
         {
@@ -275,6 +232,24 @@ internal sealed class GntDevDmaBuf
             {
                 return -Errno.EIO;   // the domain was destroyed
             }
+        }
+    }
+
+    /// <summary>Both waits' lookup: the newest export recorded under the argument's fd (EW01), and the task
+    /// its release completes, or null with <paramref name="rc"/> (EFAULT, ENOENT). A waiter that finds the
+    /// export registers under the lock that release takes to unlink it, so a release either completes the
+    /// waiter's task or happened before the lookup (then ENOENT): no lost wake-up (EW04).</summary>
+    private Task? Register(ReadOnlySpan<byte> arg, out int rc, out uint ms)
+    {
+        ms = 0;
+        if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_dmabuf_exp_wait_released>()) { rc = -Errno.EFAULT; return null; }
+        var op = MemoryMarshal.Read<ioctl_gntdev_dmabuf_exp_wait_released>(arg);
+        ms = op.wait_to_ms;
+        lock (_lock)
+        {
+            if (!_exports.TryGetValue(op.fd, out var export)) { rc = -Errno.ENOENT; return null; }
+            rc = 0;
+            return (export.Released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using XenShare.Abi;
@@ -13,18 +12,15 @@ namespace XenShare.Emulation.Drivers;
 /// dma-buf ioctls (GD01-GD09).
 /// </summary>
 /// <remarks>
-/// Lock: <c>_lock</c> guards the map list and every map's bookkeeping (users, in-use, notify, unmap
-/// pending). Hypercalls are made without it; a map being mapped or torn down is owned by exactly one
-/// thread (its in-use flag, its last user, or the one that started its unmap). Order: process locks &lt;
-/// this lock &lt; kernel grant refs &lt; page references &lt; hypervisor.
-/// Unmapping is asynchronous as Linux's (gnttab_unmap_refs_async): the grants of a map are unmapped only
-/// once none of its pages carries a reference beyond its allocation's (a deferred grant end of an import
-/// of this export holds one); until then the map waits without a thread, and the put that drops the last
-/// extra reference finishes the unmap, the unmap notification and the free (<see cref="OnPagesIdle"/>).
+/// Each map's lifecycle (users, list membership, mapping and unmapping, backing) is its
+/// <see cref="GrantMap"/>'s; this file looks maps up and turns ioctls, mmap and release into map operations.
+/// Lock: the map-list lock (<see cref="MapIndexSpace.SyncRoot"/> of <see cref="Maps"/>) guards the list and
+/// every map's bookkeeping; a lookup holds it across the map operation it leads to, so finding a map and
+/// claiming it are one step. Hypercalls are made without it. Order: process locks &lt; this lock &lt; kernel
+/// grant refs &lt; page references &lt; hypervisor.
 /// </remarks>
 internal sealed class GntDevFile : KernelFile, IVmaOwner
 {
-    private readonly object _lock = new();
     private readonly MapIndexSpace _maps = new();
     private readonly GntDevDriver _driver;
 
@@ -46,7 +42,10 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     /// <summary>gntdev's use_ptemod: true only for x86 PV guests.</summary>
     public bool UsePtemod => Domain.Type == DomainType.X86Pv;
 
-    public int MapCount { get { lock (_lock) return _maps.Count; } }
+    /// <summary>The file's map list (page-index space) and its lock.</summary>
+    public MapIndexSpace Maps => _maps;
+
+    public int MapCount { get { lock (_maps.SyncRoot) return _maps.Count; } }
 
     public override int Ioctl(GuestProcess caller, uint request, Span<byte> arg)
     {
@@ -78,156 +77,10 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     /// <summary>Checks a page count against the per-call limit (gntdev_test_page_count).</summary>
     public bool CountOk(uint count) => count != 0 && count <= (uint)Limit;
 
-    /// <summary>Creates a map with its pages: unpopulated pages, or nothing when the caller supplies a DMA
-    /// backing. Returns null when pages run out.</summary>
-    public GrantMap? AllocMap(int count, bool allocPages)
-    {
-        var map = new GrantMap(this, count);
-        if (allocPages && !Kernel.TryAllocUnpopulated(map.Pages)) return null;
-        return map;
-    }
-
-    /// <summary>Puts a map on the list at the first free index range (first fit).</summary>
-    public void AddMap(GrantMap map)
-    {
-        lock (_lock)
-        {
-            _maps.Add(map);
-            map.OnList = true;
-        }
-    }
-
-    private GrantMap? FindMapIndex(int index, int count) => _maps.Find(index, count);
-
-    /// <summary>Drops one user of a map; the last one unmaps what is mapped, sends the unmap event and
-    /// frees the pages (gntdev_put_map) - at once, or, when a page of the map still carries an extra
-    /// reference, from the put that drops the last one.</summary>
-    public void PutMap(GrantMap map)
-    {
-        bool unmap;
-        lock (_lock)
-        {
-            if (--map.Users > 0) return;
-            if (map.UnmapPending) return;   // the waiting unmap finishes the map: it sees Users == 0 under this lock
-            unmap = ClaimUnmapLocked(map);
-        }
-        if (unmap && !UnmapWhenIdle(map)) return;
-        FinishMap(map);
-    }
-
-    /// <summary>Takes the unmap of a map's live grants for the caller (sets <see cref="GrantMap.UnmapPending"/>);
-    /// false when another unmap is under way or nothing is mapped. Call with <c>_lock</c> held.</summary>
-    private static bool ClaimUnmapLocked(GrantMap map)
-    {
-        if (map.UnmapPending || map.LiveGrants == 0) return false;
-        map.UnmapPending = true;
-        return true;
-    }
-
-    /// <summary>The map has no user and nothing mapped: the unmap notification's event goes out and the
-    /// pages are freed.</summary>
-    private void FinishMap(GrantMap map)
-    {
-        uint action, port;
-        lock (_lock) { action = map.NotifyAction; port = map.NotifyPort; map.NotifyAction = 0; }
-        if ((action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0) Host.EvtchnSend(Domain, port);
-        FreePages(map);
-    }
-
-    private void FreePages(GrantMap map)
-    {
-        if (map.DmaBacked) DmaBuf.FreeDmaBacking(map);
-        else foreach (var g in map.Pages) Kernel.FreePage(g);
-    }
-
-    /// <summary>Maps every grant of the map into its pages (gntdev_map_grant_pages). All or nothing:
-    /// on any failure the grants that did map are unmapped again and -EINVAL returned (GD02, EX06).</summary>
-    public int MapGrants(GrantMap map, uint flags)
-    {
-        int n = map.Count;
-        GnttabMapGrantRef[]? rented = null;
-        Span<GnttabMapGrantRef> ops = n <= 64 ? stackalloc GnttabMapGrantRef[n] : (rented = ArrayPool<GnttabMapGrantRef>.Shared.Rent(n)).AsSpan(0, n);
-        try
-        {
-            for (int i = 0; i < n; i++)
-                ops[i] = new GnttabMapGrantRef { HostAddr = XenPage.AddressOf(map.Pages[i].Value), Flags = flags, Ref = new GrantRef(map.Refs[i]), Dom = new DomainId(map.DomIds[i]) };
-            Host.MapGrantRefs(Domain, ops);
-            bool ok = true;
-            for (int i = 0; i < n; i++)
-            {
-                if (ops[i].Status == GntSt.okay) { map.Handles[i] = ops[i].Handle; map.LiveGrants++; }
-                else ok = false;
-            }
-            map.Readonly = (flags & GntMap.@readonly) != 0;
-            if (ok) return 0;
-            UnmapNow(map);   // a fresh map: nobody else references its pages
-            return -Errno.EINVAL;
-        }
-        finally
-        {
-            if (rented is not null) ArrayPool<GnttabMapGrantRef>.Shared.Return(rented);
-        }
-    }
-
-    /// <summary>Unmaps a map's live grants (unmap_grant_pages); the caller has set
-    /// <see cref="GrantMap.UnmapPending"/>. The notify byte is zeroed now; the grants are unmapped at once
-    /// when no page of the map carries an extra reference (then true), otherwise by the put that drops the
-    /// last one (<see cref="OnPagesIdle"/>; false).</summary>
-    private bool UnmapWhenIdle(GrantMap map)
-    {
-        ClearNotifyByte(map);
-        if (!Kernel.Options.SynchronousGntDevUnmap && !Kernel.Pages.WhenIdle(map.Pages, map)) return false;
-        UnmapNow(map);
-        lock (_lock) map.UnmapPending = false;
-        return true;
-    }
-
-    /// <summary>The last extra reference on the pages of a waiting map is gone: unmap, and finish the map
-    /// when its last user went while it waited.</summary>
-    internal void OnPagesIdle(GrantMap map)
-    {
-        UnmapNow(map);
-        bool finish;
-        lock (_lock)
-        {
-            map.UnmapPending = false;
-            finish = map.Users == 0;
-        }
-        if (finish) FinishMap(map);
-    }
-
-    private void ClearNotifyByte(GrantMap map)
-    {
-        long offset;
-        bool clear;
-        lock (_lock)
-        {
-            clear = (map.NotifyAction & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0;
-            offset = map.NotifyOffset;
-            map.NotifyAction &= ~GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE;
-        }
-        if (!clear || map.Readonly) return;
-        int page = (int)(offset >> XenPage.Shift);
-        if (page < map.Count && map.Handles[page] >= 0) Kernel.FrameSpan(map.Pages[page])[(int)(offset & XenPage.Mask)] = 0;
-    }
-
-    /// <summary>Unmaps every live grant of a map in batches (GNTTABOP_unmap_grant_ref); the caller owns the
-    /// map's handles (its mapper, or the one unmapping it).</summary>
-    private void UnmapNow(GrantMap map)
-    {
-        const int Batch = 64;
-        Span<GnttabUnmapGrantRef> ops = stackalloc GnttabUnmapGrantRef[Batch];
-        int n = 0;
-        for (int i = 0; i < map.Count; i++)
-        {
-            if (map.Handles[i] < 0) continue;
-            ops[n++] = new GnttabUnmapGrantRef { Handle = map.Handles[i], HostAddr = XenPage.AddressOf(map.Pages[i].Value) };
-            map.Handles[i] = -1;
-            map.LiveGrants--;
-            if (n == Batch) { Host.UnmapGrantRefs(Domain, ops); n = 0; }
-        }
-        if (n > 0) Host.UnmapGrantRefs(Domain, ops[..n]);
-    }
+    /// <summary>The listed map at page <paramref name="index"/> of <paramref name="count"/> pages (any size
+    /// when 0). Call with the map-list lock held.</summary>
+    private GrantMap? FindMapIndexLocked(ulong index, int count) =>
+        index <= int.MaxValue ? _maps.Find((int)index, count) : null;
 
     // ------------------------------------------------------------------ ioctls
 
@@ -238,12 +91,11 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         if (!CountOk(op.count)) return -Errno.EINVAL;                                // GD01
         int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
         if ((long)refsAt + 8L * op.count > arg.Length) return -Errno.EFAULT;
-        var map = AllocMap((int)op.count, allocPages: true);
+        var map = GrantMap.Create(this, (int)op.count, GrantMapBacking.Unpopulated);
         if (map is null) return -Errno.ENOMEM;
         var refs = MemoryMarshal.Cast<byte, ioctl_gntdev_grant_ref>(arg.Slice(refsAt, 8 * (int)op.count));
-        for (int i = 0; i < refs.Length; i++) { map.DomIds[i] = (ushort)refs[i].domid; map.Refs[i] = refs[i].@ref; }
-        AddMap(map);
-        op.index = (ulong)map.Index << XenPage.Shift;
+        for (int i = 0; i < refs.Length; i++) map.SetGrant(i, (ushort)refs[i].domid, refs[i].@ref);
+        op.index = (ulong)map.Publish() << XenPage.Shift;
         return 0;
     }
 
@@ -252,14 +104,12 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         if (arg.Length < Unsafe.SizeOf<ioctl_gntdev_unmap_grant_ref>()) return -Errno.EFAULT;
         var op = MemoryMarshal.Read<ioctl_gntdev_unmap_grant_ref>(arg);
         GrantMap? map;
-        lock (_lock)
+        lock (_maps.SyncRoot)
         {
-            map = (op.index & XenPage.Mask) == 0 && op.index >> XenPage.Shift <= int.MaxValue ? FindMapIndex((int)(op.index >> XenPage.Shift), (int)op.count) : null;
-            if (map is null) return -Errno.ENOENT;                                     // GD03
-            _maps.Remove(map);
-            map.OnList = false;
+            map = (op.index & XenPage.Mask) == 0 ? FindMapIndexLocked(op.index >> XenPage.Shift, (int)op.count) : null;
+            if (map is null || !map.RemoveFromList()) return -Errno.ENOENT;            // GD03
         }
-        PutMap(map);
+        map.Release();   // the list's user
         return 0;
     }
 
@@ -281,16 +131,12 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
         const uint valid = GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE | GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT;
         if ((op.action & ~valid) != 0) return -Errno.EINVAL;                           // GD06
         if ((op.action & GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT) != 0 && !Kernel.IsUserPort(op.event_channel_port)) return -Errno.EINVAL;
-        lock (_lock)
+        lock (_maps.SyncRoot)
         {
             var found = op.index >> XenPage.Shift <= int.MaxValue ? _maps.FindContaining((long)(op.index >> XenPage.Shift)) : null;
             if (found is null) return -Errno.ENOENT;
-            if ((op.action & GntDevIoctl.UNMAP_NOTIFY_CLEAR_BYTE) != 0 && found.Readonly) return -Errno.EINVAL;
-            found.NotifyAction = op.action;
-            found.NotifyPort = op.event_channel_port;
-            found.NotifyOffset = (long)(op.index - ((ulong)found.Index << XenPage.Shift));
+            return found.SetUnmapNotify(op.action, op.event_channel_port, (long)(op.index - ((ulong)found.Index << XenPage.Shift)));
         }
-        return 0;
     }
 
     private int GrantCopy(GuestProcess caller, Span<byte> arg)
@@ -375,18 +221,16 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     {
         if (vma.Writable && (vma.Flags & Posix.MAP_SHARED) == 0) return -Errno.EINVAL;   // GD02
         GrantMap? map;
-        lock (_lock)
+        lock (_maps.SyncRoot)
         {
-            map = vma.Offset >> XenPage.Shift <= int.MaxValue ? FindMapIndex((int)(vma.Offset >> XenPage.Shift), vma.PageCount) : null;
-            if (map is null || map.Count != vma.PageCount || map.InUse || map.DmaBacked) return -Errno.EINVAL;
-            map.InUse = true;
-            map.Users++;
+            map = FindMapIndexLocked((ulong)vma.Offset >> XenPage.Shift, vma.PageCount);
+            if (map is null || !map.TryUse(vma.PageCount)) return -Errno.EINVAL;
         }
         uint flags = GntMap.host_map | (vma.Writable ? 0 : GntMap.@readonly);
-        int rc = MapGrants(map, flags);
+        int rc = map.MapGrants(flags);
         if (rc < 0)
         {
-            PutMap(map);
+            map.Release();   // the mmap's user
             return rc;
         }
         vma.Pages = map.Pages;
@@ -403,13 +247,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     void IVmaOwner.Close(Vma vma)
     {
         var map = (GrantMap)vma.Tag!;
-        if (UsePtemod)
-        {
-            bool unmap;
-            lock (_lock) unmap = ClaimUnmapLocked(map);
-            if (unmap) UnmapWhenIdle(map);
-        }
-        PutMap(map);
+        if (UsePtemod) map.StartUnmap();
+        map.Release();   // the mmap's user
     }
 
     /// <summary>EI11, and a deliberate deviation from Linux: imports are released when the last fd (or
@@ -424,26 +263,8 @@ internal sealed class GntDevFile : KernelFile, IVmaOwner
     {
         DmaBuf.ReleaseAllImports();   // EI11
         List<GrantMap> maps;
-        lock (_lock)
-        {
-            maps = _maps.All();
-            foreach (var m in maps) m.OnList = false;
-            _maps.Clear();
-        }
-        foreach (var m in maps) PutMap(m);
+        lock (_maps.SyncRoot) maps = _maps.All();
+        foreach (var m in maps) m.Unpublish();
         _driver.OnFileReleased(this);
-    }
-
-    /// <summary>Removes a map from the list without dropping a user (export teardown does it itself).
-    /// True when it was on the list (the caller then owns the list's user).</summary>
-    public bool RemoveFromList(GrantMap map)
-    {
-        lock (_lock)
-        {
-            if (!map.OnList) return false;
-            _maps.Remove(map);
-            map.OnList = false;
-            return true;
-        }
     }
 }

@@ -5,18 +5,22 @@ namespace XenShare.Emulation.Drivers;
 /// enough), found by index in O(1) and by a contained page with a binary search. Free ranges are kept
 /// merged in a sorted list, so with maps packed at the front a new map is placed in O(1) instead of
 /// walking every map as Linux's list does (P6), and nothing is allocated in steady state (P7).
-/// Not locked: the owning file's lock guards it.
+/// Not locked itself: every access holds <see cref="SyncRoot"/>, the file's map-list lock, which also
+/// guards the bookkeeping of each <see cref="GrantMap"/> on it.
 /// </summary>
 internal sealed class MapIndexSpace
 {
+    /// <summary>The file's map-list lock.</summary>
+    public object SyncRoot { get; } = new();
+
     private readonly Dictionary<int, GrantMap> _byIndex = new();
     private readonly List<int> _starts = new();                                   // sorted map starts
     private readonly List<(int Start, int Count)> _free = new() { (0, int.MaxValue) }; // sorted, merged
 
     public int Count => _byIndex.Count;
 
-    /// <summary>Places the map at the lowest free range of its size and records its index.</summary>
-    public void Add(GrantMap map)
+    /// <summary>Places the map at the lowest free range of its size; returns the index it is recorded at.</summary>
+    public int Add(GrantMap map)
     {
         for (int i = 0; i < _free.Count; i++)
         {
@@ -29,11 +33,10 @@ internal sealed class MapIndexSpace
             if (trailing ? gap.Count < map.Count : gap.Count <= map.Count) continue;
             if (gap.Count == map.Count) _free.RemoveAt(i);
             else _free[i] = (gap.Start + map.Count, gap.Count - map.Count);
-            map.Index = gap.Start;
-            _byIndex.Add(map.Index, map);
-            int at = _starts.BinarySearch(map.Index);
-            _starts.Insert(~at, map.Index);
-            return;
+            _byIndex.Add(gap.Start, map);
+            int at = _starts.BinarySearch(gap.Start);
+            _starts.Insert(~at, gap.Start);
+            return gap.Start;
         }
         throw new InvalidOperationException("gntdev index space exhausted");
     }
@@ -93,12 +96,4 @@ internal sealed class MapIndexSpace
 
     /// <summary>All maps (a copy).</summary>
     public List<GrantMap> All() => new(_byIndex.Values);
-
-    public void Clear()
-    {
-        _byIndex.Clear();
-        _starts.Clear();
-        _free.Clear();
-        _free.Add((0, int.MaxValue));
-    }
 }

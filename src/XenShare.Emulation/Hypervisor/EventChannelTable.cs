@@ -4,8 +4,8 @@ namespace XenShare.Emulation.Hypervisor;
 /// A domain's event-channel ports (2-level ABI: <see cref="MaxPorts"/> ports, port 0 never used). Each port
 /// has a state, a pending bit and a mask bit, as in Xen's shared info.
 /// </summary>
-/// <remarks>Not locked itself: every access goes through <see cref="XenHost"/>, which holds the host-wide
-/// event lock (interdomain operations touch two tables at once; one lock keeps that simple and
+/// <remarks>Not locked itself: every access goes through <see cref="EventChannelOps"/>, which holds the
+/// host-wide event lock (interdomain operations touch two tables at once; one lock keeps that simple and
 /// deadlock-free).</remarks>
 public sealed class EventChannelTable
 {

@@ -2,6 +2,8 @@ namespace XenShare.Emulation.Hypervisor;
 
 // The grant-table hypercall arguments (xen/include/public/grant_table.h), in .NET casing. Grouped in one
 // file because they are one hypercall interface. Plain mutable fields, like the C structs they mirror.
+// As GNTTABOP_* do, XenHost's map, unmap and copy take a span of these (a single op is a batch of one)
+// and write one status per op into its Status field.
 #pragma warning disable CA1051, CA1815
 
 /// <summary>GNTTABOP_map_grant_ref argument.</summary>

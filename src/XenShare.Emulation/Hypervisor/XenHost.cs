@@ -5,13 +5,15 @@ using XenShare.Abi;
 namespace XenShare.Emulation.Hypervisor;
 
 /// <summary>
-/// The emulated hypervisor: machine memory, domains, and the grant-table and event-channel hypercalls
-/// with Xen's status codes and check order (GT01-GT11). Knows nothing of Linux.
+/// The emulated hypervisor: machine memory, domains, the grant-table hypercalls with Xen's status codes and
+/// check order (GT01-GT11), each over a batch of ops as GNTTABOP_* takes them, and the memory reservation
+/// calls. The event-channel hypercalls are <see cref="EventChannels"/>; the consistency and leak checks are
+/// <see cref="HypervisorInvariants"/>. Knows nothing of Linux.
 /// </summary>
 /// <remarks>
 /// Locks, in the order they may be taken: <c>_domainLock</c> (domain create/destroy, zombie list) &lt;
 /// a domain's <see cref="GrantTable"/> lock &lt; <see cref="MachineMemory"/>'s allocator lock. A
-/// maptrack shard lock is a leaf taken alone. <c>_eventLock</c> (all event channels) is taken alone; upcalls
+/// maptrack shard lock is a leaf taken alone; so is the <see cref="EventChannelOps"/> lock, and upcalls
 /// into kernels are made after releasing it. Grant map/unmap/copy hold at most one lock at a time.
 /// The <see cref="Isolation"/> monitor's findings are built (every grant table scanned under its own lock,
 /// one at a time) from the thread that caused them, with no lock of this type held; a finding raised while
@@ -20,7 +22,6 @@ namespace XenShare.Emulation.Hypervisor;
 public sealed class XenHost : IDisposable
 {
     private readonly object _domainLock = new();
-    private readonly object _eventLock = new();
     private readonly ConcurrentDictionary<ushort, Domain> _domains = new();
     private readonly List<Domain> _zombies = new();
     private readonly long _initialFreeFrames;
@@ -36,7 +37,11 @@ public sealed class XenHost : IDisposable
         Memory = new MachineMemory(machineFrames) { Faults = Faults };
         Memory.FrameHazard = (kind, frame, owner) => Report(kind, owner, frame, null);
         _initialFreeFrames = Memory.FreeFrames;
+        EventChannels = new EventChannelOps(this);
     }
+
+    /// <summary>The event-channel hypercalls (EVTCHNOP_*).</summary>
+    public EventChannelOps EventChannels { get; }
 
     /// <summary>The cross-domain use-after-free detector of this host (see <see cref="IsolationMonitor"/>).</summary>
     public IsolationMonitor Isolation { get; } = new();
@@ -181,14 +186,9 @@ public sealed class XenHost : IDisposable
             d.IsDying = true;
             _zombies.Add(d);   // findable by grant operations while it dies (GT11)
         }
-        foreach (int h in d.MapTrack.LiveHandles())
-        {
-            var op = new GnttabUnmapGrantRef { Handle = h };
-            UnmapOne(d, ref op);
-        }
-        lock (_eventLock)
-            for (int p = 1; p < EventChannelTable.MaxPorts; p++)
-                if (d.Events.Ports[p].State != EventChannelTable.PortState.Free) ClosePortLocked(d, (uint)p);
+        var unmap = d.MapTrack.LiveHandles().Select(h => new GnttabUnmapGrantRef { Handle = h }).ToArray();
+        UnmapGrantRefs(d, unmap);   // one batch; the statuses do not matter here
+        EventChannels.CloseAll(d);
         ReleaseRam(d, d.RamPages);
         d.Sink = null;
         lock (_domainLock) d.TornDown = true;
@@ -229,8 +229,9 @@ public sealed class XenHost : IDisposable
         return (caller.GrantTable.NrFrames, caller.GrantTable.MaxFrames);
     }
 
-    /// <summary>GNTTABOP_map_grant_ref over a batch; each op gets its own status, exactly as
-    /// <see cref="MapOne"/> would give it. Runs of ops on the same granter share one grant-table lock (P1).</summary>
+    /// <summary>GNTTABOP_map_grant_ref over a batch (a single map is a batch of one); each op gets its own
+    /// status, exactly as it would alone (GT06). Runs of ops on the same granter share one grant-table
+    /// lock (P1).</summary>
     public void MapGrantRefs(Domain caller, Span<GnttabMapGrantRef> ops)
     {
         ArgumentNullException.ThrowIfNull(caller);
@@ -294,10 +295,10 @@ public sealed class XenHost : IDisposable
         !(caller.IsAutoTranslated &&
           ((caller.IsX86 && (flags & GntMap.device_map) != 0) || (flags & (GntMap.application_map | GntMap.contains_pte)) != 0));
 
-    /// <summary>GNTTABOP_map_grant_ref for one op (GT06 check order).</summary>
-    public short MapOne(Domain caller, ref GnttabMapGrantRef op)
+    /// <summary>One op of a GNTTABOP_map_grant_ref batch on its own (GT06 check order): the ops the batch
+    /// cannot run as part of a run.</summary>
+    private short MapOne(Domain caller, ref GnttabMapGrantRef op)
     {
-        ArgumentNullException.ThrowIfNull(caller);
         uint flags = op.Flags;
         op.Handle = -1;
         op.DevBusAddr = 0;
@@ -326,8 +327,9 @@ public sealed class XenHost : IDisposable
         return op.Status = GntSt.okay;
     }
 
-    /// <summary>GNTTABOP_unmap_grant_ref over a batch: handles are taken from their maptrack shards, and runs
-    /// on the same granter are unpinned under one grant-table lock (P1). Statuses as <see cref="UnmapOne"/>.</summary>
+    /// <summary>GNTTABOP_unmap_grant_ref over a batch (a single unmap is a batch of one; GT08): handles are
+    /// taken from their maptrack shards, and runs on the same granter are unpinned under one grant-table
+    /// lock (P1). Each op gets its own status.</summary>
     public void UnmapGrantRefs(Domain caller, Span<GnttabUnmapGrantRef> ops)
     {
         ArgumentNullException.ThrowIfNull(caller);
@@ -370,20 +372,6 @@ public sealed class XenHost : IDisposable
             taken.Clear();
         }
         if (buffer is not null) System.Buffers.ArrayPool<MapTrack.Entry>.Shared.Return(buffer, clearArray: true);
-    }
-
-    /// <summary>GNTTABOP_unmap_grant_ref for one op (GT08).</summary>
-    public short UnmapOne(Domain caller, ref GnttabUnmapGrantRef op)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        if (!caller.MapTrack.TryTake(op.Handle, op.HostAddr, op.DevBusAddr, out var e, out short st)) return op.Status = st;
-        var mfn = new MachineFrame(e.Mfn);
-        if ((e.Flags & GntMap.host_map) != 0)
-            caller.P2M.TryRemoveForeign(new GuestFrame(XenPage.FrameOf(e.HostAddr)), mfn);
-        var granter = e.Granter!;
-        var gref = new GrantRef(e.Ref);
-        UnpinAndNotify(granter, gref, (e.Flags & GntMap.@readonly) == 0);
-        return op.Status = GntSt.okay;
     }
 
     /// <summary>GNTTABOP_copy over a batch (GT09). Runs of ops whose source is a grant of the same domain
@@ -546,176 +534,6 @@ public sealed class XenHost : IDisposable
         return true;
     }
 
-    // ---------------------------------------------------------------- event channels
-
-    /// <summary>EVTCHNOP_alloc_unbound: a port that <paramref name="remote"/> may bind. Returns the port or -errno.</summary>
-    public int EvtchnAllocUnbound(Domain caller, DomainId remote)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        if (remote.Value != GrantTableConstants.DOMID_SELF && !TryGetDomain(remote, out _)) return -Errno.ESRCH;
-        lock (_eventLock)
-        {
-            int p = caller.Events.AllocatePort();
-            if (p < 0) return -Errno.ENOSPC;
-            ref var port = ref caller.Events.Ports[p];
-            port = default;
-            port.State = EventChannelTable.PortState.Unbound;
-            port.RemoteDomain = remote.Value == GrantTableConstants.DOMID_SELF ? caller.Id.Value : remote.Value;
-            caller.Events.BoundCount++;
-            return p;
-        }
-    }
-
-    /// <summary>EVTCHNOP_bind_interdomain: connects a new local port to <paramref name="remotePort"/> of
-    /// <paramref name="remoteDomain"/>, which must be unbound and offered to the caller.</summary>
-    public int EvtchnBindInterdomain(Domain caller, DomainId remoteDomain, uint remotePort)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        var rid = remoteDomain.Value == GrantTableConstants.DOMID_SELF ? caller.Id : remoteDomain;
-        if (!TryGetDomain(rid, out var remote)) return -Errno.ESRCH;
-        lock (_eventLock)
-        {
-            if (remotePort == 0 || remotePort >= EventChannelTable.MaxPorts) return -Errno.EINVAL;
-            ref var rp = ref remote.Events.Ports[remotePort];
-            if (rp.State != EventChannelTable.PortState.Unbound || rp.RemoteDomain != caller.Id.Value) return -Errno.EINVAL;
-            int p = caller.Events.AllocatePort();
-            if (p < 0) return -Errno.ENOSPC;
-            ref var lp = ref caller.Events.Ports[p];
-            lp = default;
-            lp.State = EventChannelTable.PortState.Interdomain;
-            lp.RemoteDomain = rid.Value;
-            lp.RemotePort = remotePort;
-            caller.Events.BoundCount++;
-            rp.State = EventChannelTable.PortState.Interdomain;
-            rp.RemotePort = (uint)p;
-            return p;
-        }
-    }
-
-    /// <summary>EVTCHNOP_bind_virq (virq &lt; 24; one port per virq).</summary>
-    public int EvtchnBindVirq(Domain caller, uint virq)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        if (virq >= 24) return -Errno.EINVAL;
-        lock (_eventLock)
-        {
-            for (int i = 1; i < EventChannelTable.MaxPorts; i++)
-                if (caller.Events.Ports[i].State == EventChannelTable.PortState.Virq && caller.Events.Ports[i].Virq == virq) return -Errno.EEXIST;
-            int p = caller.Events.AllocatePort();
-            if (p < 0) return -Errno.ENOSPC;
-            ref var lp = ref caller.Events.Ports[p];
-            lp = default;
-            lp.State = EventChannelTable.PortState.Virq;
-            lp.Virq = virq;
-            caller.Events.BoundCount++;
-            return p;
-        }
-    }
-
-    /// <summary>EVTCHNOP_close. An interdomain peer's port falls back to unbound.</summary>
-    public int EvtchnClose(Domain caller, uint port)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        lock (_eventLock)
-        {
-            if (port == 0 || port >= EventChannelTable.MaxPorts || caller.Events.Ports[port].State == EventChannelTable.PortState.Free) return -Errno.EINVAL;
-            ClosePortLocked(caller, port);
-            return 0;
-        }
-    }
-
-    private void ClosePortLocked(Domain d, uint port)
-    {
-        ref var p = ref d.Events.Ports[port];
-        if (p.State == EventChannelTable.PortState.Interdomain && _domains.TryGetValue(p.RemoteDomain, out var remote))
-        {
-            ref var rp = ref remote.Events.Ports[p.RemotePort];
-            if (rp.State == EventChannelTable.PortState.Interdomain && rp.RemoteDomain == d.Id.Value && rp.RemotePort == port)
-            {
-                rp.State = EventChannelTable.PortState.Unbound;
-                rp.RemotePort = 0;
-            }
-        }
-        p = default;
-        d.Events.BoundCount--;
-    }
-
-    /// <summary>EVTCHNOP_send: marks the peer's port pending and, unless it is masked, masks it and makes
-    /// an upcall (the Linux evtchn handler disables the irq on delivery; an unmask re-enables it).</summary>
-    public int EvtchnSend(Domain caller, uint port)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        Domain? target = null;
-        uint targetPort = 0;
-        lock (_eventLock)
-        {
-            if (port == 0 || port >= EventChannelTable.MaxPorts) return -Errno.EINVAL;
-            ref var p = ref caller.Events.Ports[port];
-            switch (p.State)
-            {
-                case EventChannelTable.PortState.Free: return -Errno.EINVAL;
-                case EventChannelTable.PortState.Interdomain:
-                    if (_domains.TryGetValue(p.RemoteDomain, out var remote) && RaiseLocked(remote, p.RemotePort)) { target = remote; targetPort = p.RemotePort; }
-                    break;
-                case EventChannelTable.PortState.Virq:
-                    if (RaiseLocked(caller, port)) { target = caller; targetPort = port; }
-                    break;
-                default: break; // unbound: nobody listens; Xen drops it
-            }
-        }
-        target?.Sink?.OnEvent(new EventPort(targetPort));
-        return 0;
-    }
-
-    /// <summary>Raises a virtual IRQ in a domain (for tests and tools).</summary>
-    public void RaiseVirq(Domain domain, uint virq)
-    {
-        ArgumentNullException.ThrowIfNull(domain);
-        uint port = 0;
-        lock (_eventLock)
-        {
-            for (int i = 1; i < EventChannelTable.MaxPorts; i++)
-                if (domain.Events.Ports[i].State == EventChannelTable.PortState.Virq && domain.Events.Ports[i].Virq == virq)
-                {
-                    if (RaiseLocked(domain, (uint)i)) port = (uint)i;
-                    break;
-                }
-        }
-        if (port != 0) domain.Sink?.OnEvent(new EventPort(port));
-    }
-
-    private static bool RaiseLocked(Domain d, uint port)
-    {
-        ref var p = ref d.Events.Ports[port];
-        if (p.Masked) { p.Pending = true; return false; }
-        p.Masked = true;
-        p.Pending = false;
-        return true;
-    }
-
-    /// <summary>EVTCHNOP_unmask: re-delivers a pending event.</summary>
-    public void EvtchnUnmask(Domain caller, uint port)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        bool deliver = false;
-        lock (_eventLock)
-        {
-            if (port == 0 || port >= EventChannelTable.MaxPorts) return;
-            ref var p = ref caller.Events.Ports[port];
-            p.Masked = false;
-            if (p.Pending && p.State != EventChannelTable.PortState.Free) deliver = RaiseLocked(caller, port);
-        }
-        if (deliver) caller.Sink?.OnEvent(new EventPort(port));
-    }
-
-    /// <summary>Whether a port of a domain is bound (not free).</summary>
-    public bool EvtchnIsBound(Domain domain, uint port)
-    {
-        ArgumentNullException.ThrowIfNull(domain);
-        lock (_eventLock)
-            return port != 0 && port < EventChannelTable.MaxPorts && domain.Events.Ports[port].State != EventChannelTable.PortState.Free;
-    }
-
     // ---------------------------------------------------------------- isolation
 
     /// <summary>Every grant through which <paramref name="frame"/> is mapped (or copied) now, over every
@@ -724,9 +542,7 @@ public sealed class XenHost : IDisposable
     {
         var list = new List<FrameGrantMapping>();
         if (frame.Value == 0 || frame.Value >= (ulong)Memory.FrameCount || Memory.GrantPinsOf(frame) == 0) return list;
-        List<Domain> all;
-        lock (_domainLock) all = _domains.Values.Concat(_zombies).ToList();
-        foreach (var d in all) d.GrantTable.CollectMappings(frame, list);
+        foreach (var d in DomainsAndZombies()) d.GrantTable.CollectMappings(frame, list);
         return list;
     }
 
@@ -781,72 +597,14 @@ public sealed class XenHost : IDisposable
         return parts.Count == 0 ? "(no XenShare frame)" : string.Join(" <- ", parts);
     }
 
-    // ---------------------------------------------------------------- checks
-
-    /// <summary>Hypervisor-level leak findings: maptrack handles in use, foreign P2M slots, zombies,
-    /// grant entries left valid. Empty when clean.</summary>
-    public List<string> CheckLeaks()
+    /// <summary>A snapshot of every domain the host keeps: live ones and zombies.</summary>
+    internal List<Domain> DomainsAndZombies()
     {
-        var problems = new List<string>();
-        foreach (var d in _domains.Values)
-        {
-            if (d.MapTrackInUse != 0) problems.Add($"{d}: {d.MapTrackInUse} maptrack handle(s) in use");
-            int foreign = d.P2M.CountForeign();
-            if (foreign != 0) problems.Add($"{d}: {foreign} foreign P2M mapping(s)");
-            int valid = d.GrantTable.CountValidEntries();
-            if (valid != 0) problems.Add($"{d}: {valid} grant entr(y/ies) still valid");
-            if (d.GrantTable.ActivePins != 0) problems.Add($"{d}: {d.GrantTable.ActivePins} grant pin(s)");
-            if (d.Events.BoundCount != 0) problems.Add($"{d}: {d.Events.BoundCount} event channel(s) bound");
-        }
-        int z = ZombieCount;
-        if (z != 0) problems.Add($"{z} zombie domain(s)");
-        return problems;
+        lock (_domainLock) return _domains.Values.Concat(_zombies).ToList();
     }
 
-    /// <summary>Consistency check of the whole host for tests, to be called while no hypercall runs:
-    /// grant pins match GTF_reading/GTF_writing (GT07), every allocated machine frame is owned exactly once
-    /// (one RAM slot or grant frame of its owner, live or zombie) and its reference count equals that
-    /// ownership plus the grant pins on it (so it is never negative and nothing is counted twice), free
-    /// frames are exactly those with count 0, and every foreign P2M slot shows a pinned frame.
-    /// Empty when consistent.</summary>
-    public List<string> CheckInvariants()
-    {
-        var problems = new List<string>();
-        var pins = new Dictionary<ulong, int>();
-        var owned = new List<(ulong Mfn, string What)>();
-        var foreign = new List<(ulong Mfn, string What)>();
-        List<Domain> all;
-        lock (_domainLock) all = _domains.Values.Concat(_zombies).ToList();
-        foreach (var d in all)
-        {
-            d.GrantTable.CheckInvariants(problems, pins, owned);
-            for (int g = 0; g < d.P2M.Size; g++)
-            {
-                if (!d.P2M.TryGet(new GuestFrame((ulong)g), out var mfn, out bool isForeign)) continue;
-                (isForeign ? foreign : owned).Add((mfn.Value, $"{d} gfn {g}"));
-                if (!isForeign && Memory.OwnerOf(mfn) != d.Id) problems.Add($"{d} gfn {g}: RAM frame {mfn} owned by dom{Memory.OwnerOf(mfn)}");
-            }
-        }
-        var ownedBy = new Dictionary<ulong, string>();
-        foreach (var (mfn, what) in owned)
-            if (!ownedBy.TryAdd(mfn, what)) problems.Add($"machine frame {mfn} owned twice: {ownedBy[mfn]} and {what}");
-        foreach (var (mfn, what) in foreign)
-            if (!pins.ContainsKey(mfn)) problems.Add($"{what}: foreign frame {mfn} is not pinned by any grant");
-        long free = 0;
-        for (int f = 1; f < Memory.FrameCount; f++)
-        {
-            var mfn = new MachineFrame((ulong)f);
-            int rc = Memory.RefCountOf(mfn);
-            int expect = (ownedBy.ContainsKey((ulong)f) ? 1 : 0) + pins.GetValueOrDefault((ulong)f);
-            int grantPins = Memory.GrantPinsOf(mfn);
-            if (grantPins != pins.GetValueOrDefault((ulong)f)) problems.Add($"machine frame {f}: {grantPins} grant pin(s) counted, entries hold {pins.GetValueOrDefault((ulong)f)}");
-            if (rc < 0) problems.Add($"machine frame {f}: negative reference count {rc}");
-            else if (rc != expect) problems.Add($"machine frame {f}: reference count {rc}, expected {expect} (owned {ownedBy.ContainsKey((ulong)f)}, pins {pins.GetValueOrDefault((ulong)f)})");
-            if (rc == 0) free++;
-        }
-        if (free != Memory.FreeFrames) problems.Add($"free frames: counted {free}, allocator says {Memory.FreeFrames}");
-        return problems;
-    }
+    /// <summary>Hypervisor-level leak findings (<see cref="HypervisorInvariants.CheckLeaks"/>). Empty when clean.</summary>
+    public List<string> CheckLeaks() => HypervisorInvariants.CheckLeaks(this);
 
     /// <summary>Destroys every domain and releases machine memory; reports frames not returned.</summary>
     public void Dispose()

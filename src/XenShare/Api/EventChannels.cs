@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using XenShare.Abi;
 
 namespace XenShare.Api;
@@ -31,30 +30,42 @@ public sealed class EventChannels : IDisposable
     /// <summary>The evtchn fd.</summary>
     public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(EventChannels));
 
-    private int Call(uint request, uint a, uint b, string name)
-    {
-        Span<byte> arg = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt32LittleEndian(arg, a);
-        BinaryPrimitives.WriteUInt32LittleEndian(arg[4..], b);
-        return ErrnoMapper.Check(Process.Ioctl(Fd, request, arg), name);
-    }
+    private int Call(uint request, Span<byte> arg, string name) => ErrnoMapper.Check(Process.Ioctl(Fd, request, arg), name);
 
     /// <summary>BIND_UNBOUND_PORT: a local port that <paramref name="remote"/> may bind.</summary>
-    public EventPort BindUnbound(DomainId remote) =>
-        new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, remote.Value, 0, "IOCTL_EVTCHN_BIND_UNBOUND_PORT"));
+    public EventPort BindUnbound(DomainId remote)
+    {
+        var op = new ioctl_evtchn_bind_unbound_port { remote_domain = remote.Value };
+        return new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, IoctlArg.Of(ref op), "IOCTL_EVTCHN_BIND_UNBOUND_PORT"));
+    }
 
     /// <summary>BIND_INTERDOMAIN: connects to a remote unbound port.</summary>
-    public EventPort BindInterdomain(DomainId remote, EventPort remotePort) =>
-        new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, remote.Value, remotePort.Value, "IOCTL_EVTCHN_BIND_INTERDOMAIN"));
+    public EventPort BindInterdomain(DomainId remote, EventPort remotePort)
+    {
+        var op = new ioctl_evtchn_bind_interdomain { remote_domain = remote.Value, remote_port = remotePort.Value };
+        return new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_INTERDOMAIN, IoctlArg.Of(ref op), "IOCTL_EVTCHN_BIND_INTERDOMAIN"));
+    }
 
     /// <summary>BIND_VIRQ.</summary>
-    public EventPort BindVirq(uint virq) => new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_VIRQ, virq, 0, "IOCTL_EVTCHN_BIND_VIRQ"));
+    public EventPort BindVirq(uint virq)
+    {
+        var op = new ioctl_evtchn_bind_virq { virq = virq };
+        return new((uint)Call(EvtChnIoctl.IOCTL_EVTCHN_BIND_VIRQ, IoctlArg.Of(ref op), "IOCTL_EVTCHN_BIND_VIRQ"));
+    }
 
     /// <summary>NOTIFY: signals the remote end.</summary>
-    public void Notify(EventPort port) => Call(EvtChnIoctl.IOCTL_EVTCHN_NOTIFY, port.Value, 0, "IOCTL_EVTCHN_NOTIFY");
+    public void Notify(EventPort port)
+    {
+        var op = new ioctl_evtchn_notify { port = port.Value };
+        Call(EvtChnIoctl.IOCTL_EVTCHN_NOTIFY, IoctlArg.Of(ref op), "IOCTL_EVTCHN_NOTIFY");
+    }
 
     /// <summary>UNBIND.</summary>
-    public void Unbind(EventPort port) => Call(EvtChnIoctl.IOCTL_EVTCHN_UNBIND, port.Value, 0, "IOCTL_EVTCHN_UNBIND");
+    public void Unbind(EventPort port)
+    {
+        var op = new ioctl_evtchn_unbind { port = port.Value };
+        Call(EvtChnIoctl.IOCTL_EVTCHN_UNBIND, IoctlArg.Of(ref op), "IOCTL_EVTCHN_UNBIND");
+    }
 
     /// <summary>Unmasks a port (write()), so its next event is delivered.</summary>
     public void Unmask(EventPort port)

@@ -46,7 +46,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     {
         if (rc == 0 || rc == -Errno.ENOENT) return true;
         if (rc == -Errno.ETIMEDOUT) return false;
-        throw new XenShareException(-rc, "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED");
+        throw ErrnoMapper.ToException(rc, "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED");
     }
 
     /// <summary>Waits asynchronously for the release. Cancellation ends the caller's wait at once and
@@ -59,8 +59,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
         uint ms = ToMs(timeout);
         if (_device.Process is IAsyncGuestProcess async)
         {
-            var arg = new byte[8];
-            System.Runtime.InteropServices.MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
+            var arg = IoctlArg.ToArray(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
             var started = async.IoctlAsync(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
             if (started is not null) return Map(started);
         }

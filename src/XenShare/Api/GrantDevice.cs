@@ -43,13 +43,12 @@ public sealed class GrantDevice : IDisposable
     /// <summary>MAP_GRANT_REF + mmap: maps grants of <paramref name="domain"/> into this process.</summary>
     public GrantMapping Map(DomainId domain, ReadOnlySpan<GrantRef> refs, bool writable = true)
     {
-        if (refs.IsEmpty) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_MAP_GRANT_REF");
+        if (refs.IsEmpty) throw ErrnoMapper.ToException(-Errno.EINVAL, "IOCTL_GNTDEV_MAP_GRANT_REF");
         int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
         ulong index;
-        using (var arg = new IoctlArg(Math.Max(24, refsAt + 8 * refs.Length), stackalloc byte[256]))
+        var header = new ioctl_gntdev_map_grant_ref { count = (uint)refs.Length };
+        using (var arg = IoctlArg.WithArray<ioctl_gntdev_map_grant_ref, ioctl_gntdev_grant_ref>(header, refsAt, refs.Length, stackalloc byte[256]))
         {
-            ref var op = ref arg.Header<ioctl_gntdev_map_grant_ref>();
-            op.count = (uint)refs.Length;
             var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
             for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
             ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
@@ -60,25 +59,23 @@ public sealed class GrantDevice : IDisposable
         if (addr < 0)
         {
             UnmapGrantRef(index, refs.Length);
-            throw new XenShareException((int)-addr, "mmap(gntdev)");
+            throw ErrnoMapper.ToException(addr, "mmap(gntdev)");
         }
         return new GrantMapping(this, index, refs.Length, addr, writable);
     }
 
     internal void UnmapGrantRef(ulong index, int count)
     {
-        Span<byte> arg = stackalloc byte[16];
-        MemoryMarshal.Write(arg, new ioctl_gntdev_unmap_grant_ref { index = index, count = (uint)count });
-        Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, arg);
+        var op = new ioctl_gntdev_unmap_grant_ref { index = index, count = (uint)count };
+        Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, IoctlArg.Of(ref op));
     }
 
     /// <summary>IOCTL_GNTDEV_SET_MAX_GRANTS. Linux does not implement it; as libxengnttab does, ENOTTY
     /// counts as success (LG03).</summary>
     public void SetMaxGrants(uint count)
     {
-        Span<byte> arg = stackalloc byte[4];
-        MemoryMarshal.Write(arg, count);
-        int rc = Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, arg);
+        var op = new ioctl_gntdev_set_max_grants { count = count };
+        int rc = Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, IoctlArg.Of(ref op));
         if (rc == -Errno.ENOTTY) return;
         ErrnoMapper.Check(rc, "IOCTL_GNTDEV_SET_MAX_GRANTS");
     }
@@ -117,9 +114,8 @@ public sealed class GrantDevice : IDisposable
                 }
                 else d.dest.virt = (ulong)s.Dest.Address;
             }
-            Span<byte> arg = stackalloc byte[16];
-            MemoryMarshal.Write(arg, new ioctl_gntdev_grant_copy { count = (uint)segments.Length, segments = (ulong)_segments.Address });
-            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, arg), "IOCTL_GNTDEV_GRANT_COPY");
+            var op = new ioctl_gntdev_grant_copy { count = (uint)segments.Length, segments = (ulong)_segments.Address };
+            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_GRANT_COPY");
             for (int i = 0; i < segments.Length; i++) statuses[i] = segs[i].status;
         }
     }
@@ -128,13 +124,10 @@ public sealed class GrantDevice : IDisposable
     /// A count of 0 fails with EINVAL without calling the kernel (LG01).</summary>
     public ExportedDmaBuf ExportDmaBuf(DomainId domain, ReadOnlySpan<GrantRef> refs, DmaBufBacking backing = DmaBufBacking.None)
     {
-        if (refs.IsEmpty) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
+        if (refs.IsEmpty) throw ErrnoMapper.ToException(-Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        using var arg = new IoctlArg(Math.Max(20, refsAt + 4 * refs.Length), stackalloc byte[256]);
-        ref var op = ref arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>();
-        op.flags = (uint)backing;
-        op.count = (uint)refs.Length;
-        op.domid = domain.Value;
+        var header = new ioctl_gntdev_dmabuf_exp_from_refs { flags = (uint)backing, count = (uint)refs.Length, domid = domain.Value };
+        using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_exp_from_refs, uint>(header, refsAt, refs.Length, stackalloc byte[256]);
         MemoryMarshal.Cast<GrantRef, uint>(refs).CopyTo(arg.Array<uint>(refsAt, refs.Length));
         ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
         return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * (long)XenPage.Size);
@@ -143,9 +136,8 @@ public sealed class GrantDevice : IDisposable
     /// <summary>IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, raw: 0, or -ETIMEDOUT / -ENOENT.</summary>
     public int WaitReleasedRaw(int fdKey, uint waitMs)
     {
-        Span<byte> arg = stackalloc byte[8];
-        MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fdKey, wait_to_ms = waitMs });
-        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg);
+        var op = new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fdKey, wait_to_ms = waitMs };
+        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, IoctlArg.Of(ref op));
     }
 
     /// <summary>IOCTL_GNTDEV_DMABUF_IMP_TO_REFS: grants the pages of the dma-buf at
@@ -153,13 +145,10 @@ public sealed class GrantDevice : IDisposable
     /// calling the kernel (LG01).</summary>
     public ImportedDmaBuf ImportDmaBuf(int dmaBufFd, int pageCount, DomainId domain)
     {
-        if (pageCount <= 0) throw new XenShareException(Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
+        if (pageCount <= 0) throw ErrnoMapper.ToException(-Errno.EINVAL, "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
-        using var arg = new IoctlArg(Math.Max(20, refsAt + 4 * pageCount), stackalloc byte[256]);
-        ref var op = ref arg.Header<ioctl_gntdev_dmabuf_imp_to_refs>();
-        op.fd = (uint)dmaBufFd;
-        op.count = (uint)pageCount;
-        op.domid = domain.Value;
+        var header = new ioctl_gntdev_dmabuf_imp_to_refs { fd = (uint)dmaBufFd, count = (uint)pageCount, domid = domain.Value };
+        using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_imp_to_refs, uint>(header, refsAt, pageCount, stackalloc byte[256]);
         ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
         var refs = new GrantRef[pageCount];
         MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(refsAt, pageCount)).CopyTo(refs);
@@ -168,9 +157,8 @@ public sealed class GrantDevice : IDisposable
 
     internal int ImportRelease(int fdKey)
     {
-        Span<byte> arg = stackalloc byte[8];
-        MemoryMarshal.Write(arg, new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey });
-        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, arg);
+        var op = new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey };
+        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, IoctlArg.Of(ref op));
     }
 
     /// <summary>Closes gntdev (maps still mmapped and exported buffers stay alive).</summary>

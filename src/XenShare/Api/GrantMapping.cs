@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using XenShare.Abi;
 
 namespace XenShare.Api;
@@ -48,9 +47,7 @@ public sealed class GrantMapping : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
         var op = new ioctl_gntdev_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value };
-        Span<byte> arg = stackalloc byte[16];
-        MemoryMarshal.Write(arg, in op);
-        ErrnoMapper.Check(_device.Process.Ioctl(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_SET_UNMAP_NOTIFY, arg), "IOCTL_GNTDEV_SET_UNMAP_NOTIFY");
+        ErrnoMapper.Check(_device.Process.Ioctl(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_SET_UNMAP_NOTIFY");
     }
 
     /// <summary>Unmaps and releases the map.</summary>

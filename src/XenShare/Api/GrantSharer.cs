@@ -41,12 +41,9 @@ public sealed class GrantSharer : IDisposable
         int idsAt = GntAllocIoctl.GrefIdsOffset;
         ulong index;
         var refs = new GrantRef[pageCount];
-        using (var arg = new IoctlArg(Math.Max(24, idsAt + 4 * pageCount), stackalloc byte[256]))
+        var header = new ioctl_gntalloc_alloc_gref { domid = domain.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)pageCount };
+        using (var arg = IoctlArg.WithArray<ioctl_gntalloc_alloc_gref, uint>(header, idsAt, pageCount, stackalloc byte[256]))
         {
-            ref var op = ref arg.Header<ioctl_gntalloc_alloc_gref>();
-            op.domid = domain.Value;
-            op.flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0;
-            op.count = (uint)pageCount;
             ErrnoMapper.Check(Process.Ioctl(Fd, GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
             index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
             MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
@@ -55,7 +52,7 @@ public sealed class GrantSharer : IDisposable
         if (addr < 0)
         {
             Dealloc(index, pageCount);
-            throw new XenShareException((int)-addr, "mmap(gntalloc)");
+            throw ErrnoMapper.ToException(addr, "mmap(gntalloc)");
         }
         if (deallocateAfterMap) Dealloc(index, pageCount);
         return new SharedPages(this, index, refs, addr, writable, deallocateAfterMap);
@@ -63,9 +60,8 @@ public sealed class GrantSharer : IDisposable
 
     internal void Dealloc(ulong index, int count)
     {
-        Span<byte> arg = stackalloc byte[16];
-        MemoryMarshal.Write(arg, new ioctl_gntalloc_dealloc_gref { index = index, count = (uint)count });
-        Process.Ioctl(Fd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, arg);
+        var op = new ioctl_gntalloc_dealloc_gref { index = index, count = (uint)count };
+        Process.Ioctl(Fd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, IoctlArg.Of(ref op));
     }
 
     /// <summary>Closes gntalloc (pages still mapped stay until unmapped).</summary>

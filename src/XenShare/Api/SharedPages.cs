@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using XenShare.Abi;
 
 namespace XenShare.Api;
@@ -44,9 +43,8 @@ public sealed class SharedPages : IDisposable
     public void SetUnmapNotify(int byteOffset, UnmapNotify action, EventPort port = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
-        Span<byte> arg = stackalloc byte[16];
-        MemoryMarshal.Write(arg, new ioctl_gntalloc_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value });
-        ErrnoMapper.Check(_sharer.Process.Ioctl(_sharer.Fd, GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, arg), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
+        var op = new ioctl_gntalloc_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value };
+        ErrnoMapper.Check(_sharer.Process.Ioctl(_sharer.Fd, GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
     }
 
     /// <summary>Unmaps and deallocates.</summary>

@@ -349,7 +349,7 @@ internal sealed class DisplifBackendConnection : IDisposable
         int done = 0;
         while (done < count)
         {
-            if (page == 0) throw new XenShareException(Errno.EINVAL, "page directory ends before the buffer's refs");
+            if (page == 0) throw ErrnoMapper.ToException(-Errno.EINVAL, "page directory ends before the buffer's refs");
             using GrantMapping map = GrantDevice!.Map(Device.FrontendId, [new GrantRef(page)], writable: fill is not null);
             ReadOnlySpan<byte> bytes = map.ReadOnlySpan;
             uint next = MemoryMarshal.Read<uint>(bytes);

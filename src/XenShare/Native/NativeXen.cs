@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using XenShare.Abi;
 
 namespace XenShare.Native;
@@ -32,7 +31,7 @@ public static class NativeXen
         if (gntdev >= 0)
         {
             var wait = new ioctl_gntdev_dmabuf_exp_wait_released { fd = ProbeFd, wait_to_ms = 0 };
-            dmaBuf = process.Ioctl(gntdev, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, MemoryMarshal.AsBytes(new Span<ioctl_gntdev_dmabuf_exp_wait_released>(ref wait)));
+            dmaBuf = process.Ioctl(gntdev, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, Api.IoctlArg.Of(ref wait));
         }
 
         return new NativeXenProbe

@@ -80,6 +80,26 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void P1_row_is_well_formed_and_measures_gntdevs_batched_path()
+    {
+        var row = Assert.Single(BenchTargets.Run(BenchTargets.Select("P1", out _), BenchOptions.Quick));
+        AssertWellFormed(row);
+        Assert.Equal("P1", row.Id);
+        Assert.Equal("<= 0.35", row.Target);
+        Assert.Contains("through gntdev", row.What, StringComparison.Ordinal);
+
+        // The measured cycle is gntdev's own: the map behind a backend's mmap, unmapped (one batch) and
+        // mapped again (one batch).
+        using var fixture = new GrantFixture(8);
+        var map = fixture.PrepareGntDevMap(0, 8);
+        Assert.Equal(8, fixture.Dom0.MapTrackInUse);
+        Assert.Equal(0, GrantFixture.GntDevUnmapMap(map));
+        Assert.Equal(8, fixture.Dom0.MapTrackInUse);
+        map.StartUnmap();
+        Assert.Equal(0, fixture.Dom0.MapTrackInUse);
+    }
+
+    [Fact]
     public void P12_row_is_well_formed()
     {
         var row = Assert.Single(BenchTargets.Run(BenchTargets.Select("P12", out _), BenchOptions.Quick));

@@ -1,5 +1,6 @@
 using XenShare.Conformance;
 using XenShare.Emulation;
+using XenShare.Emulation.Hypervisor;
 
 namespace XenShare.Tests.Conformance;
 
@@ -46,7 +47,7 @@ public sealed class EmulatorConformanceTests
         var leaks = host.CheckLeaks(); // before the processes exit: an fd or mapping left open is a leak
 
         Assert.True(leaks.Count == 0, $"{ids} on {configuration} leaked:\n  " + string.Join("\n  ", leaks));
-        Assert.Empty(host.Xen.CheckInvariants());
+        Assert.Empty(HypervisorInvariants.Check(host.Xen));
         Assert.Empty(host.CheckIsolation());
     }
 
@@ -70,7 +71,7 @@ public sealed class EmulatorConformanceTests
         Assert.True(process.WaitIdle(TimeSpan.FromSeconds(30)), "a syscall is still in progress");
         var leaks = host.CheckLeaks();
         Assert.True(leaks.Count == 0, $"{ids} leaked:\n  " + string.Join("\n  ", leaks));
-        Assert.Empty(host.Xen.CheckInvariants());
+        Assert.Empty(HypervisorInvariants.Check(host.Xen));
         Assert.Empty(host.CheckIsolation());
     }
 

@@ -52,8 +52,8 @@ public sealed class EvtChnTests : EmulatorTest
     public void EV01_BindUnboundAndInterdomain_NotifyIsReadOnTheOtherSide()
     {
         var c = Connect();
-        Assert.True(Xen.EvtchnIsBound(DomU.Domain, c.PortU));
-        Assert.True(Xen.EvtchnIsBound(Dom0.Domain, c.Port0));
+        Assert.True(Xen.EventChannels.IsBound(DomU.Domain, c.PortU));
+        Assert.True(Xen.EventChannels.IsBound(Dom0.Domain, c.Port0));
 
         Assert.Equal(0, Notify(P0, c.Ev0, c.Port0));
         var buf = new byte[16];
@@ -119,16 +119,16 @@ public sealed class EvtChnTests : EmulatorTest
         int ev = Open(PU, "/dev/xen/evtchn", Posix.O_RDWR | Posix.O_NONBLOCK);
         int port = PU.Ioctl(ev, EvtChnIoctl.IOCTL_EVTCHN_BIND_VIRQ, Bytes(new ioctl_evtchn_bind_virq { virq = 7 }));
         Assert.True(port > 0, port.ToString());
-        Assert.True(Xen.EvtchnIsBound(DomU.Domain, (uint)port));
+        Assert.True(Xen.EventChannels.IsBound(DomU.Domain, (uint)port));
         Assert.Null(ReadPort(PU, ev));
-        Xen.RaiseVirq(DomU.Domain, 7);
+        Xen.EventChannels.RaiseVirq(DomU.Domain, 7);
         Assert.Equal((uint)port, ReadPort(PU, ev));
-        Xen.RaiseVirq(DomU.Domain, 7);
+        Xen.EventChannels.RaiseVirq(DomU.Domain, 7);
         Assert.Null(ReadPort(PU, ev));
         Assert.Equal(4, PU.Write(ev, Le((uint)port)));
         Assert.Equal((uint)port, ReadPort(PU, ev));
         Assert.Equal(0, Unbind(PU, ev, (uint)port));
-        Assert.False(Xen.EvtchnIsBound(DomU.Domain, (uint)port));
+        Assert.False(Xen.EventChannels.IsBound(DomU.Domain, (uint)port));
         Assert.Equal(0, PU.Close(ev));
     }
 
@@ -205,7 +205,7 @@ public sealed class EvtChnTests : EmulatorTest
     {
         var c = Connect();
         Assert.Equal(0, PU.Close(c.EvU));
-        Assert.False(Xen.EvtchnIsBound(DomU.Domain, c.PortU));
+        Assert.False(Xen.EventChannels.IsBound(DomU.Domain, c.PortU));
         Assert.Equal(0, Notify(P0, c.Ev0, c.Port0));               // the peer's port survives; the event is dropped
         Assert.Equal(0, P0.Close(c.Ev0));
         AssertNoLeaks();
@@ -227,7 +227,7 @@ public sealed class EvtChnTests : EmulatorTest
             Assert.Equal(-Errno.ENOTCONN, Notify(PU, other, p));
             Assert.Equal(-Errno.ENOTCONN, Unbind(PU, other, p));
         }
-        Assert.True(Xen.EvtchnIsBound(DomU.Domain, c.PortU));      // nothing was unbound
+        Assert.True(Xen.EventChannels.IsBound(DomU.Domain, c.PortU));      // nothing was unbound
         Assert.Equal(0, Notify(P0, c.Ev0, c.Port0));
         Assert.Null(ReadPort(PU, other));
         Assert.Equal(c.PortU, ReadPort(PU, c.EvU));

@@ -511,7 +511,7 @@ public sealed class GntDevTests : EmulatorTest
         int evU = Open(PU, "/dev/xen/evtchn");
         int portU = PU.Ioctl(evU, EvtChnIoctl.IOCTL_EVTCHN_BIND_UNBOUND_PORT, Bytes(new ioctl_evtchn_bind_unbound_port { remote_domain = 0 }));
         Assert.True(portU > 0);
-        Assert.False(Xen.EvtchnIsBound(Dom0.Domain, (uint)portU));
+        Assert.False(Xen.EventChannels.IsBound(Dom0.Domain, (uint)portU));
         Assert.Equal(-Errno.EINVAL, SetNotify(P0, gd, off, GntDevIoctl.UNMAP_NOTIFY_SEND_EVENT, (uint)portU));
         Assert.Equal(0, UnmapGrantRef(P0, gd, off, 1));
         Assert.Equal(0, P0.Close(gd));

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using XenShare.Abi;
+using XenShare.Emulation.Hypervisor;
 
 namespace XenShare.Tests.Emulation;
 
@@ -75,6 +76,6 @@ public sealed class ReleaseVsPeerUnmapRaceTests : DmaBufTest
         }
         Assert.Equal(0, PU.Close(gdu));
         AssertNoLeaks();
-        Assert.Empty(Xen.CheckInvariants());
+        Assert.Empty(HypervisorInvariants.Check(Xen));
     }
 }

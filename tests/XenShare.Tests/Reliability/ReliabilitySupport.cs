@@ -102,7 +102,7 @@ internal static class Checks
     /// <summary>Host invariants (pins vs flags, frame ownership and refcounts); throws with the list.</summary>
     public static void Invariants(XenHost xen, string context)
     {
-        var problems = xen.CheckInvariants();
+        var problems = HypervisorInvariants.Check(xen);
         if (problems.Count != 0)
             throw new Xunit.Sdk.XunitException($"invariants broken {context}:\n  " + string.Join("\n  ", problems.Take(30)));
     }
