@@ -55,7 +55,7 @@ public sealed class DisplayDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(stride);
         var op = new xenshare_display_fb_import { fd = (uint)dmaBufFd, width = (uint)width, height = (uint)height, stride = (uint)stride, fourcc = fourCC };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, MemoryMarshal.AsBytes(new Span<xenshare_display_fb_import>(ref op))), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
+        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
         return new ScanoutBuffer(this, op.fb_id, width, height, stride, (int)op.segments, (long)op.bounced_bytes);
     }
 
@@ -65,7 +65,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb { fb_id = buffer.Id };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, MemoryMarshal.AsBytes(new Span<xenshare_display_fb>(ref op))), "XENSHARE_DISPLAY_IOCTL_FLIP");
+        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FLIP");
     }
 
     /// <summary>FB_SYNC: what the CPU wrote into a bounced buffer since it was imported (or last synced) reaches the
@@ -75,7 +75,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb_sync { fb_id = buffer.Id };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, MemoryMarshal.AsBytes(new Span<xenshare_display_fb_sync>(ref op))), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
+        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
         return (long)op.bytes_copied;
     }
 
@@ -89,7 +89,7 @@ public sealed class DisplayDevice : IDisposable
     public DisplayStats Stats()
     {
         var op = default(xenshare_display_stats);
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, MemoryMarshal.AsBytes(new Span<xenshare_display_stats>(ref op))), "XENSHARE_DISPLAY_IOCTL_STATS");
+        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_STATS");
         return new DisplayStats(op);
     }
 
@@ -98,7 +98,7 @@ public sealed class DisplayDevice : IDisposable
         int fd = Volatile.Read(ref _fd);
         if (fd < 0) return;   // closing the device released every framebuffer
         var op = new xenshare_display_fb { fb_id = id };
-        ErrnoMapper.Check(Process.Ioctl(fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, MemoryMarshal.AsBytes(new Span<xenshare_display_fb>(ref op))), "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
+        ErrnoMapper.Check(Process.Ioctl(fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
     }
 
     /// <summary>Closes the device: every framebuffer it imported is released.</summary>

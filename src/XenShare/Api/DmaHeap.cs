@@ -52,7 +52,7 @@ public sealed class DmaHeap : IDisposable
         int fd = Volatile.Read(ref _fd);
         ObjectDisposedException.ThrowIf(fd < 0, this);
         var op = new dma_heap_allocation_data { len = (ulong)length, fd_flags = (uint)(Posix.O_RDWR | Posix.O_CLOEXEC) };
-        ErrnoMapper.Check(Process.Ioctl(fd, DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, MemoryMarshal.AsBytes(new Span<dma_heap_allocation_data>(ref op))), "DMA_HEAP_IOCTL_ALLOC");
+        ErrnoMapper.Check(Process.Ioctl(fd, DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, IoctlArg.Of(ref op)), "DMA_HEAP_IOCTL_ALLOC");
         return (int)op.fd;
     }
 

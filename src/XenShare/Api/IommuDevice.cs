@@ -46,17 +46,17 @@ public sealed class IommuDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(dmaBufFd);
         ArgumentOutOfRangeException.ThrowIfNegative(direction);
         var op = new xenshare_iommu_import { fd = (uint)dmaBufFd, direction = (uint)direction };
-        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, MemoryMarshal.AsBytes(new Span<xenshare_iommu_import>(ref op))), "XENSHARE_IOMMU_IOCTL_IMPORT");
+        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_IMPORT");
         return new IommuBuffer(this, op.handle, (int)op.segments, (long)op.size);
     }
 
     internal void Read(uint handle, long offset, Span<byte> into)
     {
-        int header = Marshal.SizeOf<xenshare_iommu_read>();
-        var arg = new byte[header + into.Length];
-        MemoryMarshal.Write(arg, new xenshare_iommu_read { handle = handle, length = (uint)into.Length, offset = (ulong)offset });
-        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg), "XENSHARE_IOMMU_IOCTL_READ");
-        arg.AsSpan(header).CopyTo(into);
+        int header = System.Runtime.CompilerServices.Unsafe.SizeOf<xenshare_iommu_read>();
+        using var arg = IoctlArg.WithArray<xenshare_iommu_read, byte>(
+            new xenshare_iommu_read { handle = handle, length = (uint)into.Length, offset = (ulong)offset }, header, into.Length, stackalloc byte[256]);
+        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg.Bytes), "XENSHARE_IOMMU_IOCTL_READ");
+        arg.Bytes.Slice(header, into.Length).CopyTo(into);
     }
 
     internal void Release(uint handle)
@@ -64,7 +64,7 @@ public sealed class IommuDevice : IDisposable
         int fd = Volatile.Read(ref _fd);
         if (fd < 0) return;   // closing the device released every import
         var op = new xenshare_iommu_handle { handle = handle };
-        ErrnoMapper.Check(Process.Ioctl(fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, MemoryMarshal.AsBytes(new Span<xenshare_iommu_handle>(ref op))), "XENSHARE_IOMMU_IOCTL_RELEASE");
+        ErrnoMapper.Check(Process.Ioctl(fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_RELEASE");
     }
 
     /// <summary>Closes the device: every import it holds is released.</summary>
