@@ -52,7 +52,7 @@ internal sealed class DmaBufFixture : IDisposable
     public GrantRef[] Refs(int guest = 0) => _shares[guest].Pages.Refs.ToArray();
 
     /// <summary>A new dom0 process (owned by the fixture).</summary>
-    public GuestProcess StartDom0Process()
+    public IGuestProcess StartDom0Process()
     {
         var p = Host.Dom0.StartProcess();
         _owned.Add(p);

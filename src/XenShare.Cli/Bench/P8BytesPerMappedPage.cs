@@ -74,7 +74,7 @@ internal sealed class P8BytesPerMappedPage : BenchTarget
 
     /// <summary>Grants <see cref="Granted"/> domU pages to <paramref name="mapper"/> and builds a
     /// MAP_GRANT_REF argument naming them round-robin for <paramref name="pages"/> pages.</summary>
-    private static byte[] MapArg(GuestProcess granter, int gntAlloc, DomainId from, DomainId mapper, int pages)
+    private static byte[] MapArg(IGuestProcess granter, int gntAlloc, DomainId from, DomainId mapper, int pages)
     {
         var alloc = new byte[GntAllocIoctl.GrefIdsOffset + 4 * Granted];
         MemoryMarshal.Write(alloc, new ioctl_gntalloc_alloc_gref { domid = mapper.Value, flags = GntAllocIoctl.GNTALLOC_FLAG_WRITABLE, count = Granted });
@@ -91,7 +91,7 @@ internal sealed class P8BytesPerMappedPage : BenchTarget
 
     /// <summary>Opens gntdev, then measures MAP_GRANT_REF + mmap of every page: retained and allocated
     /// managed bytes per page. Unmaps and closes afterwards.</summary>
-    private static (double Retained, double Allocated) MapOnce(GuestProcess process, byte[] arg, int pages)
+    private static (double Retained, double Allocated) MapOnce(IGuestProcess process, byte[] arg, int pages)
     {
         int fd = GrantFixture.Check(process.Open("/dev/xen/gntdev", Posix.O_RDWR | Posix.O_CLOEXEC), "open gntdev");
         long length = (long)pages * XenPage.Size;
