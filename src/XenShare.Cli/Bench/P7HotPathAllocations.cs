@@ -8,8 +8,8 @@ namespace XenShare.Cli.Bench;
 /// P7: managed bytes allocated per op on warmed hot paths, counted with
 /// <see cref="GC.GetAllocatedBytesForCurrentThread"/> around many iterations: a XenHost map+unmap batch,
 /// a XenHost copy batch, the gntdev GRANT_COPY ioctl (segments in an anonymous mmap of the calling
-/// process), a device reading through its cached map attachment (the IOMMU device on the seam), and a flip
-/// through the display device on the seam (typed API, ioctl,
+/// process), a sync of a cached map attachment (the display device's FB_SYNC on the seam), and a flip through
+/// the display device on the seam (typed API, ioctl,
 /// driver, latch). gntdev MAP_GRANT_REF / UNMAP_GRANT_REF are left out: they create a map object by design;
 /// the export cycle has its own budget (P7b).
 /// The value is the worst path; the baseline is one <c>new object()</c> per op counted the same way
@@ -52,28 +52,27 @@ internal sealed class P7HotPathAllocations : BenchTarget
         double worst = Math.Max(Math.Max(mapUnmap, Math.Max(xenCopy, ioctlCopy)), Math.Max(mapAttachment, flip));
         string what = string.Create(
             CultureInfo.InvariantCulture,
-            $"managed bytes per op, worst of: XenHost map+unmap batch of {Batch} = {mapUnmap:0.##} B; XenHost copy batch of {Batch} x 4 KiB = {xenCopy:0.##} B; gntdev GRANT_COPY ioctl, {CopySegments} segments = {ioctlCopy:0.##} B; device read through its cached map attachment (IOMMU device) = {mapAttachment:0.##} B; flip through the display device = {flip:0.##} B (baseline: one new object() per op)");
+            $"managed bytes per op, worst of: XenHost map+unmap batch of {Batch} = {mapUnmap:0.##} B; XenHost copy batch of {Batch} x 4 KiB = {xenCopy:0.##} B; gntdev GRANT_COPY ioctl, {CopySegments} segments = {ioctlCopy:0.##} B; sync of a cached map attachment (display device) = {mapAttachment:0.##} B; flip through the display device = {flip:0.##} B (baseline: one new object() per op)");
         return BenchRow.Create(Id, what, worst, "B/op", baseline, "B/op new object()", BenchGoal.AtMostRatio(0));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void AllocateOne() => s_sink = new object();
 
-    /// <summary>A device reading through its cached mapping of a one-page WC export (the IOMMU device's READ
-    /// through the seam: the attachment is mapped once at import and reused by every read).</summary>
+    /// <summary>A sync of a cached map attachment for the device (the display device's FB_SYNC through the seam: the
+    /// attachment was mapped once at import and is reused; in place, so nothing is copied).</summary>
     private static double MapAttachmentPath(BenchOptions options, int iterations)
     {
-        using var fx = new DmaBufFixture(1, dom0Unpopulated: 4096, maxFds: 1024);
-        fx.Backend.AddIommuDevice();
-        var p0 = fx.StartDom0Process();
-        using var gnt = XenShare.Api.GrantDevice.Open(p0);
-        using var device = XenShare.Api.IommuDevice.Open(p0);
+        using var fx = new DmaBufFixture(1, dom0Unpopulated: 4096, maxFds: 1024, driverDomain: true);
+        fx.Backend.AddDisplay();
+        var backend = fx.StartBackendProcess();
+        using var gnt = XenShare.Api.GrantDevice.Open(backend);
+        using var display = XenShare.Api.DisplayDevice.Open(backend);
         var refs = fx.Refs();
         var domU = fx.Guests[0].Id;
         using var buf = gnt.ExportDmaBuf(domU, refs, XenShare.Api.DmaBufBacking.WriteCombine);
-        using var import = device.Import(buf.Fd, direction: 1);
-        var one = new byte[64];
-        return BytesPerOp(options, iterations, () => import.Read(0, one));
+        using var fb = display.Import(buf.Fd, 32, 32, 128);
+        return BytesPerOp(options, iterations, () => display.Sync(fb));
     }
 
     /// <summary>Flips between two imported framebuffers through the display device of a driver domain.</summary>
