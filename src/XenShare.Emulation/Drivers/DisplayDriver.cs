@@ -19,39 +19,25 @@ namespace XenShare.Emulation.Drivers;
 /// <remarks>Lock: each file's <c>_lock</c> guards its framebuffer table (a leaf apart from the engine calls made
 /// under it, which take the engine's lock and then the dma-buf's leaf lock: file &lt; engine &lt; dma-buf, as in
 /// docs/design.md). The driver's counters are Interlocked.</remarks>
-internal sealed class DisplayDriver
+internal sealed class DisplayDriver : ImporterDeviceDriver
 {
-    private int _openFiles;
     private long _mappingErrors;
 
     /// <summary>Creates the display in <paramref name="kernel"/> and registers its device file.</summary>
     public DisplayDriver(GuestKernel kernel, string name)
+        : base(kernel, name)
     {
-        Kernel = kernel;
-        Path = "/dev/xenshare/" + name;
         Engine = new ScanoutEngine(kernel, name);
-        kernel.RegisterDevice(Path, (_, _) =>
-        {
-            Interlocked.Increment(ref _openFiles);
-            return new DisplayFile(this);
-        });
-        kernel.RegisterLeakCheck(() =>
-        {
-            var problems = new List<string>();
-            if (Volatile.Read(ref _openFiles) != 0) problems.Add($"{kernel.Domain}: {_openFiles} {Path} file(s) open");
-            if (Engine.FramebufferCount != 0) problems.Add($"{kernel.Domain}: {Engine.FramebufferCount} framebuffer(s) still imported by {Path}");
-            return problems;
-        });
     }
-
-    /// <summary>The kernel.</summary>
-    public GuestKernel Kernel { get; }
-
-    /// <summary>The device path.</summary>
-    public string Path { get; }
 
     /// <summary>The display controller.</summary>
     public ScanoutEngine Engine { get; }
+
+    protected override int HeldCount => Engine.FramebufferCount;
+
+    protected override string HeldWhat => "framebuffer(s)";
+
+    protected override KernelFile OpenFile() => new DisplayFile(this);
 
     private sealed class DisplayFile(DisplayDriver driver) : KernelFile
     {
@@ -188,7 +174,7 @@ internal sealed class DisplayDriver
                 _framebuffers.Clear();
             }
             foreach (var fb in all) fb.Dispose();
-            Interlocked.Decrement(ref driver._openFiles);
+            driver.FileReleased();
         }
     }
 }

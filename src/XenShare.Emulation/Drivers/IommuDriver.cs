@@ -16,34 +16,23 @@ namespace XenShare.Emulation.Drivers;
 /// </summary>
 /// <remarks>Lock: each file's <c>_lock</c> guards its import table; the importer's calls made under it take the
 /// importer's leaf lock and the dma-buf's (file &lt; importer &lt; dma-buf).</remarks>
-internal sealed class IommuDriver
+internal sealed class IommuDriver : ImporterDeviceDriver
 {
-    private int _openFiles;
-
     /// <summary>Creates the device in <paramref name="kernel"/> and registers its file.</summary>
     public IommuDriver(GuestKernel kernel, string name)
+        : base(kernel, name)
     {
-        Path = "/dev/xenshare/" + name;
         Importer = new IommuImporter(kernel, name);
-        kernel.RegisterDevice(Path, (_, _) =>
-        {
-            Interlocked.Increment(ref _openFiles);
-            return new IommuFile(this);
-        });
-        kernel.RegisterLeakCheck(() =>
-        {
-            var problems = new List<string>();
-            if (Volatile.Read(ref _openFiles) != 0) problems.Add($"{kernel.Domain}: {_openFiles} {Path} file(s) open");
-            if (Importer.ImportCount != 0) problems.Add($"{kernel.Domain}: {Importer.ImportCount} import(s) still held by {Path}");
-            return problems;
-        });
     }
-
-    /// <summary>The device path.</summary>
-    public string Path { get; }
 
     /// <summary>The device.</summary>
     public IommuImporter Importer { get; }
+
+    protected override int HeldCount => Importer.ImportCount;
+
+    protected override string HeldWhat => "import(s)";
+
+    protected override KernelFile OpenFile() => new IommuFile(this);
 
     private sealed class IommuFile(IommuDriver driver) : KernelFile
     {
@@ -124,7 +113,7 @@ internal sealed class IommuDriver
                 _imports.Clear();
             }
             foreach (var import in all) import.Dispose();
-            Interlocked.Decrement(ref driver._openFiles);
+            driver.FileReleased();
         }
     }
 }
