@@ -181,32 +181,22 @@ public sealed unsafe class MachineMemory : IDisposable
 
     /// <summary>Allocates <paramref name="count"/> physically contiguous frames (first fit), each with
     /// reference count 1, or returns false.</summary>
-    public bool TryAllocateContiguous(DomainId owner, int count, out MachineFrame first)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        first = default;
-        if (Faults?.ShouldFail(FaultPoint.MachineContiguous) == true) return false;
-        int start;
-        lock (_allocLock)
-        {
-            start = FindFirstFitRun(count);
-            if (start < 0) return false;
-            ClaimRunLocked(start, count, owner);
-        }
-        first = new MachineFrame((ulong)start);
-        ScrubRun(start, count, owner, 0);
-        return true;
-    }
+    public bool TryAllocateContiguous(DomainId owner, int count, out MachineFrame first) =>
+        TryAllocateFirstFit(owner, 0, count, FaultPoint.MachineContiguous, out first);
 
     /// <summary>The RAM bank of a direct-mapped domain (DM01): <paramref name="count"/> machine-contiguous
     /// frames, first fit from the bottom of memory (the top stays for other domains' extents), each with
     /// reference count 1 and scrubbed unless clean or last held by the same domain instance. One hit of
     /// <see cref="FaultPoint.MachineFrame"/>. False when no such run is free.</summary>
-    internal bool TryAllocateBank(DomainId owner, int ownerToken, int count, out MachineFrame first)
+    internal bool TryAllocateBank(DomainId owner, int ownerToken, int count, out MachineFrame first) =>
+        TryAllocateFirstFit(owner, ownerToken, count, FaultPoint.MachineFrame, out first);
+
+    /// <summary>A first-fit run of <paramref name="count"/> frames from the bottom, claimed and scrubbed.</summary>
+    private bool TryAllocateFirstFit(DomainId owner, int ownerToken, int count, FaultPoint fault, out MachineFrame first)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         first = default;
-        if (Faults?.ShouldFail(FaultPoint.MachineFrame) == true) return false;
+        if (Faults?.ShouldFail(fault) == true) return false;
         int start;
         lock (_allocLock)
         {
