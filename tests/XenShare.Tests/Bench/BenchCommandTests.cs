@@ -184,6 +184,22 @@ public sealed class BenchCommandTests
         Assert.DoesNotContain("\u001b[", output, StringComparison.Ordinal);
     }
 
+    /// <summary>P7b's export cycle allocates more than its 256 B budget today: a missed target. By default bench
+    /// reports and exits 0; with --fail-on-miss it exits 3. Every run first says it measures the emulated host.</summary>
+    [Fact]
+    public void Fail_on_miss_exits_non_zero_when_a_target_is_missed()
+    {
+        (int exitCode, string output, _) = Run("bench", "--quick", "--only", "P7b");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("emulated Xen host", output, StringComparison.Ordinal);
+        Assert.Contains("1 fail (P7b)", output, StringComparison.Ordinal);
+        (exitCode, output, _) = Run("bench", "--quick", "--only", "P7b", "--fail-on-miss");
+        Assert.Equal(BenchCommand.MissExitCode, exitCode);
+        Assert.Contains("1 fail (P7b)", output, StringComparison.Ordinal);
+        (exitCode, _, _) = Run("bench", "--quick", "--only", "P8", "--fail-on-miss");
+        Assert.Equal(0, exitCode);                                     // P8 (bookkeeping per page) passes
+    }
+
     [Fact]
     public void Bench_rejects_unknown_targets()
     {
