@@ -190,7 +190,10 @@ internal static class PngEncoder
         Span<byte> header = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32BigEndian(header, (uint)data.Length);
         type.CopyTo(header[4..]);
-        uint crc = PngCrc32.Append(PngCrc32.Append(0, type), data);
+        var hash = new System.IO.Hashing.Crc32();
+        hash.Append(type);
+        hash.Append(data);
+        uint crc = hash.GetCurrentHashAsUInt32();
         Span<byte> trailer = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32BigEndian(trailer, crc);
         destination.Write(header);
@@ -506,49 +509,5 @@ internal sealed class IdatChunkStream : Stream
         }
 
         base.Dispose(disposing);
-    }
-}
-
-/// <summary>Table-driven CRC-32 (ISO-HDLC / zlib / PNG polynomial 0xEDB88320, reflected).</summary>
-internal static class PngCrc32
-{
-    private static readonly uint[] Table = CreateTable();
-
-    /// <summary>Computes the CRC-32 of <paramref name="data"/> ("123456789" gives 0xCBF43926).</summary>
-    /// <param name="data">Bytes to checksum.</param>
-    /// <returns>The finished CRC value.</returns>
-    public static uint Compute(ReadOnlySpan<byte> data) => Append(0, data);
-
-    /// <summary>Continues a finished CRC value with more data: <c>Append(Compute(a), b) == Compute(a + b)</c>.</summary>
-    /// <param name="crc">CRC of the preceding bytes (0 for none).</param>
-    /// <param name="data">Further bytes.</param>
-    /// <returns>The CRC of the concatenation.</returns>
-    public static uint Append(uint crc, ReadOnlySpan<byte> data)
-    {
-        uint[] table = Table;
-        uint c = ~crc;
-        foreach (byte b in data)
-        {
-            c = table[(byte)(c ^ b)] ^ (c >> 8);
-        }
-
-        return ~c;
-    }
-
-    private static uint[] CreateTable()
-    {
-        var table = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            }
-
-            table[n] = c;
-        }
-
-        return table;
     }
 }
