@@ -35,10 +35,18 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Blocks until the buffer is released or the timeout passes. Returns true when released
-    /// (ENOENT, "already gone", counts as released: LG02) and false on ETIMEDOUT.</summary>
+    /// (ENOENT, "already gone", counts as released: LG02) and false on ETIMEDOUT.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> waits until the release (the ioctl's longest wait, u32 ms, again
+    /// and again).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative timeout other than infinite.</exception>
     public bool WaitForRelease(TimeSpan timeout)
     {
-        return ToReleased(_device.WaitReleasedRaw(Fd, ToMs(timeout)));
+        uint ms = ToMs(timeout);
+        while (true)
+        {
+            bool released = ToReleased(_device.WaitReleasedRaw(Fd, ms));
+            if (released || timeout != Timeout.InfiniteTimeSpan) return released;
+        }
     }
 
     /// <summary>LG02: 0 and ENOENT (already gone) mean released, ETIMEDOUT not yet; anything else throws.</summary>
@@ -52,20 +60,35 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     /// <summary>Waits asynchronously for the release. Cancellation ends the caller's wait at once and
     /// never touches the buffer (EW06). Returns true when released, false on timeout. On a process with
     /// <see cref="IAsyncGuestProcess"/> (the emulator) no thread is blocked; otherwise the uninterruptible
-    /// ioctl runs on a thread of its own.</summary>
+    /// ioctl runs on a thread of its own. <see cref="Timeout.InfiniteTimeSpan"/> waits until the release.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative timeout other than infinite.</exception>
     public Task<bool> WaitForReleaseAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<bool>(cancellationToken);
         uint ms = ToMs(timeout);
         if (_device.Process is IAsyncGuestProcess async)
         {
-            var arg = IoctlArg.ToArray(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
-            var started = async.IoctlAsync(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
-            if (started is not null) return Map(started);
+            var started = Start(async, ms, cancellationToken);
+            if (started is not null) return timeout == Timeout.InfiniteTimeSpan ? Forever(async, started, ms, cancellationToken) : Map(started);
         }
         return WaitOnThread(timeout, cancellationToken);
 
         static async Task<bool> Map(Task<int> ioctl) => ToReleased(await ioctl.ConfigureAwait(false));
+    }
+
+    private Task<int>? Start(IAsyncGuestProcess async, uint ms, CancellationToken cancellationToken)
+    {
+        var arg = IoctlArg.ToArray(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
+        return async.IoctlAsync(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
+    }
+
+    /// <summary>An infinite asynchronous wait: the ioctl's longest wait, again until the release.</summary>
+    private async Task<bool> Forever(IAsyncGuestProcess async, Task<int> first, uint ms, CancellationToken cancellationToken)
+    {
+        var wait = first;
+        while (!ToReleased(await wait.ConfigureAwait(false)))
+            wait = Start(async, ms, cancellationToken) ?? Task.FromResult(_device.WaitReleasedRaw(Fd, ms));
+        return true;
     }
 
     private Task<bool> WaitOnThread(TimeSpan timeout, CancellationToken cancellationToken)
@@ -90,6 +113,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
 
     private static uint ToMs(TimeSpan t)
     {
+        if (t == Timeout.InfiniteTimeSpan) return uint.MaxValue;
         ArgumentOutOfRangeException.ThrowIfLessThan(t, TimeSpan.Zero);
         double ms = Math.Ceiling(t.TotalMilliseconds);
         return ms >= uint.MaxValue ? uint.MaxValue : (uint)ms;

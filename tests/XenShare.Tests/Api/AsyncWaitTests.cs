@@ -54,4 +54,24 @@ public sealed class AsyncWaitTests : EmulatorTest
         Assert.True(await waiting.WaitAsync(TimeSpan.FromMinutes(1)));
         Assert.True(plain.Ioctls >= 2);   // export + the blocking wait went through Ioctl
     }
+
+    /// <summary>.NET's infinite timeout is a wait until the release (blocking and async), not an argument error;
+    /// other negative timeouts still are.</summary>
+    [Fact]
+    public async Task EW03_InfiniteTimeSpanWaitsUntilTheRelease()
+    {
+        using var sharer = GrantSharer.Open(PU);
+        using var pages = sharer.Share(Dom0.Id, 2);
+        using var gnt = GrantDevice.Open(P0);
+        var a = gnt.ExportDmaBuf(DomU.Id, [pages.Refs[0]]);
+        var b = gnt.ExportDmaBuf(DomU.Id, [pages.Refs[1]]);
+        var asyncWait = a.WaitForReleaseAsync(Timeout.InfiniteTimeSpan);
+        var blockingWait = Task.Factory.StartNew(() => b.WaitForRelease(Timeout.InfiniteTimeSpan), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Assert.False(asyncWait.IsCompleted);
+        Assert.Throws<ArgumentOutOfRangeException>(() => a.WaitForRelease(TimeSpan.FromMilliseconds(-2)));
+        await a.DisposeAsync();
+        await b.DisposeAsync();
+        Assert.True(await asyncWait.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.True(await blockingWait.WaitAsync(TimeSpan.FromMinutes(1)));
+    }
 }
