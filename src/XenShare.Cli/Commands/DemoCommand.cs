@@ -28,20 +28,20 @@ internal static class DemoCommand
     public static Command Create()
     {
         var defaults = new DemoOptions();
-        var width = new Option<int>("--width") { Description = $"Frame width in pixels: even, {DemoOptions.MinDimension} to {DemoOptions.MaxWidth}.", DefaultValueFactory = _ => defaults.Width };
-        var height = new Option<int>("--height") { Description = $"Frame height in pixels: even, {DemoOptions.MinDimension} to {DemoOptions.MaxHeight}.", DefaultValueFactory = _ => defaults.Height };
-        var frames = new Option<int>("--frames") { Description = "Frames to show (page flips).", DefaultValueFactory = _ => defaults.Frames };
-        var buffers = new Option<int>("--buffers") { Description = $"Framebuffers the guest cycles through (1 to {DemoOptions.MaxBuffers}).", DefaultValueFactory = _ => defaults.Buffers };
+        var width = new Option<int>("--width") { CustomParser = r => WholeNumber(r, "--width", defaults.Width), Description = $"Frame width in pixels: even, {DemoOptions.MinDimension} to {DemoOptions.MaxWidth}.", DefaultValueFactory = _ => defaults.Width };
+        var height = new Option<int>("--height") { CustomParser = r => WholeNumber(r, "--height", defaults.Height), Description = $"Frame height in pixels: even, {DemoOptions.MinDimension} to {DemoOptions.MaxHeight}.", DefaultValueFactory = _ => defaults.Height };
+        var frames = new Option<int>("--frames") { CustomParser = r => WholeNumber(r, "--frames", defaults.Frames), Description = "Frames to show (page flips).", DefaultValueFactory = _ => defaults.Frames };
+        var buffers = new Option<int>("--buffers") { CustomParser = r => WholeNumber(r, "--buffers", defaults.Buffers), Description = $"Framebuffers the guest cycles through (1 to {DemoOptions.MaxBuffers}).", DefaultValueFactory = _ => defaults.Buffers };
         var output = new Option<string>("--out") { Description = "Output folder for frame_NNNN.png and contact_sheet.png.", DefaultValueFactory = _ => defaults.OutputDirectory };
         var copy = new Option<bool>("--copy") { Description = "Use the copying path (GRANT_COPY of every frame into a dom0 buffer) instead of zero-copy dma-buf scan-out, for comparison." };
         var beAlloc = new Option<bool>("--be-alloc") { Description = "Backend-allocated framebuffers (be-alloc = 1): dom0 allocates contiguous DMA memory, grants it to domU (IMP_TO_REFS), domU maps it and draws into it." };
-        var pngEvery = new Option<int>("--png-every") { Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
+        var pngEvery = new Option<int>("--png-every") { CustomParser = r => WholeNumber(r, "--png-every", 1), Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
         var backendDomain = new Option<string>("--backend-domain") { Description = "Where the display backend and its display run: 'driver' (default: a display driver domain, not direct-mapped, its display behind the SMMU, as zero-copy display backends run on Arm) or 'dom0' (direct-mapped: its display sees machine addresses through the Xen swiotlb).", DefaultValueFactory = _ => "driver" };
         backendDomain.AcceptOnlyFromAmong("driver", "dom0");
         var fragmented = new Option<bool>("--fragmented") { Description = "Place machine memory deliberately fragmented (no two consecutive guest frames of a domU are machine-consecutive) instead of Xen's 2 MiB extents." };
         var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, ...) instead of the table." };
 
-        var command = new Command("demo", "The main job: a zero-copy para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and dom0's backend walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; dom0 hands each framebuffer's dma-buf to a scan-out engine that maps it as one contiguous segment and scans every frame out in place into a PNG file. Prints a summary table and writes a contact sheet.");
+        var command = new Command("demo", "The main job: a para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and the backend (in a display driver domain, or dom0 with --backend-domain dom0) walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to its display device, which maps it as Linux on Xen would (in place, bounced, or refused) and scans every frame out into a PNG file. Prints a summary table (or --json) with the copies and mapping errors, and writes a contact sheet.");
         foreach (var option in new Option[] { width, height, frames, buffers, output, beAlloc, copy, pngEvery, backendDomain, fragmented, json }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -61,6 +61,16 @@ internal static class DemoCommand
             return await RunAsync(options, parseResult.InvocationConfiguration.Output, parseResult.InvocationConfiguration.Error, cancellationToken, parseResult.GetValue(json)).ConfigureAwait(false);
         });
         return command;
+    }
+
+    /// <summary>An integer option's value, or a parse error that names the option (not a .NET type).</summary>
+    private static int WholeNumber(System.CommandLine.Parsing.ArgumentResult result, string option, int fallback)
+    {
+        if (result.Tokens.Count == 0) return fallback;
+        string text = result.Tokens[^1].Value;
+        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)) return value;
+        result.AddError($"{option} takes a whole number, not '{text}'");
+        return fallback;
     }
 
     /// <summary>Validates, runs the scene with a progress bar, prints the summary; returns the exit code.</summary>

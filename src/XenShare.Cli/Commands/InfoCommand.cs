@@ -80,6 +80,9 @@ internal static class InfoCommand
         if (probe is null)
         {
             text.Append("backend: emulated (no ").Append(NativeXen.GntDevPath).Append(')').AppendLine();
+            text.AppendLine("  native backend: run xenshare in a Xen domain (dom0 or a domU) with the Xen device drivers loaded");
+            text.AppendLine("  (modprobe xen-gntdev xen-gntalloc xen-evtchn); the dma-buf ioctls need a kernel with");
+            text.AppendLine("  CONFIG_XEN_GNTDEV_DMABUF (Debian's is built without: tools/realxen shows how to rebuild xen-gntdev.ko)");
         }
         else
         {

@@ -233,6 +233,19 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Contains(mentioned, error, StringComparison.Ordinal);
     }
 
+    /// <summary>A value that is not a number is named by its option, not by a .NET type (issue 13).</summary>
+    [Theory]
+    [InlineData("--width", "abc")]
+    [InlineData("--frames", "1.5")]
+    [InlineData("--png-every", "x")]
+    public void NonNumbersAreReportedByOption(string option, string value)
+    {
+        var (exitCode, _, error) = Invoke("demo", "--out", Path.Combine(_dir.FullName, "bad"), option, value);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains($"{option} takes a whole number, not '{value}'", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.Int32", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void CopyAndBeAllocTogetherGiveAMessageAndANonZeroExit()
     {
