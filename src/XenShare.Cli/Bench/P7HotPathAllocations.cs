@@ -63,34 +63,57 @@ internal sealed class P7HotPathAllocations : BenchTarget
     /// attachment was mapped once at import and is reused; in place, so nothing is copied).</summary>
     private static double MapAttachmentPath(BenchOptions options, int iterations)
     {
-        using var fx = new DmaBufFixture(1, dom0Unpopulated: 4096, maxFds: 1024, driverDomain: true);
-        fx.Backend.AddDisplay();
-        var backend = fx.StartBackendProcess();
-        using var gnt = XenShare.Api.GrantDevice.Open(backend);
-        using var display = XenShare.Api.DisplayDevice.Open(backend);
-        var refs = fx.Refs();
-        var domU = fx.Guests[0].Id;
-        using var buf = gnt.ExportDmaBuf(domU, refs, XenShare.Api.DmaBufBacking.WriteCombine);
-        using var fb = display.Import(buf.Fd, 32, 32, 128);
-        return BytesPerOp(options, iterations, () => display.Sync(fb));
+        using var display = new DisplayRig(1);
+        var fb = display.Framebuffers[0];
+        return BytesPerOp(options, iterations, () => display.Device.Sync(fb));
     }
 
     /// <summary>Flips between two imported framebuffers through the display device of a driver domain.</summary>
     private static double FlipPath(BenchOptions options, int iterations)
     {
-        using var fx = new DmaBufFixture(2, dom0Unpopulated: 4096, maxFds: 1024, driverDomain: true);
-        fx.Backend.AddDisplay();
-        var backend = fx.StartBackendProcess();
-        using var gnt = XenShare.Api.GrantDevice.Open(backend);
-        using var display = XenShare.Api.DisplayDevice.Open(backend);
-        var refs = fx.Refs();
-        var domU = fx.Guests[0].Id;
-        using var a = gnt.ExportDmaBuf(domU, refs.AsSpan(0, 1), XenShare.Api.DmaBufBacking.WriteCombine);
-        using var b = gnt.ExportDmaBuf(domU, refs.AsSpan(1, 1), XenShare.Api.DmaBufBacking.WriteCombine);
-        using var fa = display.Import(a.Fd, 32, 32, 128);
-        using var fb = display.Import(b.Fd, 32, 32, 128);
+        using var display = new DisplayRig(2);
+        var (fa, fb) = (display.Framebuffers[0], display.Framebuffers[1]);
         int n = 0;
-        return BytesPerOp(options, iterations, () => display.Flip((n++ & 1) == 0 ? fa : fb));
+        return BytesPerOp(options, iterations, () => display.Device.Flip((n++ & 1) == 0 ? fa : fb));
+    }
+
+    /// <summary>A driver domain with a display and <c>count</c> one-page WC exports of a guest's pages imported
+    /// into it through the seam.</summary>
+    private sealed class DisplayRig : IDisposable
+    {
+        private readonly DmaBufFixture _fx;
+        private readonly XenShare.Api.GrantDevice _gnt;
+        private readonly List<IDisposable> _owned = [];
+
+        public DisplayRig(int count)
+        {
+            _fx = new DmaBufFixture(count, dom0Unpopulated: 4096, maxFds: 1024, driverDomain: true);
+            _fx.Backend.AddDisplay();
+            var backend = _fx.StartBackendProcess();
+            _gnt = XenShare.Api.GrantDevice.Open(backend);
+            Device = XenShare.Api.DisplayDevice.Open(backend);
+            var refs = _fx.Refs();
+            for (int i = 0; i < count; i++)
+            {
+                var export = _gnt.ExportDmaBuf(_fx.Guests[0].Id, refs.AsSpan(i, 1), XenShare.Api.DmaBufBacking.WriteCombine);
+                _owned.Add(export);
+                var fb = Device.Import(export.Fd, 32, 32, 128);
+                _owned.Add(fb);
+                Framebuffers.Add(fb);
+            }
+        }
+
+        public XenShare.Api.DisplayDevice Device { get; }
+
+        public List<XenShare.Api.ScanoutBuffer> Framebuffers { get; } = [];
+
+        public void Dispose()
+        {
+            for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
+            Device.Dispose();
+            _gnt.Dispose();
+            _fx.Dispose();
+        }
     }
 
     /// <summary>Median over repetitions of the bytes this thread allocated per call, after warm-up.</summary>

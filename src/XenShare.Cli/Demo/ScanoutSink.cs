@@ -30,7 +30,6 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
     private readonly List<int> _segments = [];
     private long _presents;
     private int _attached;
-    private int _mappingErrors;
 
     /// <summary>Opens the display device of the backend's domain.</summary>
     /// <param name="process">The backend's process: the dma-buf fds the backend hands over are in it.</param>
@@ -64,10 +63,7 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
 
     /// <summary>FB_ATTACHes the engine refused because the buffer could not be mapped for it (ENOMEM: a direct-mapped
     /// domain's swiotlb cannot bounce it, DM04).</summary>
-    public int MappingErrors
-    {
-        get { lock (_gate) return _mappingErrors; }
-    }
+    public int MappingErrors => (int)(LastStats ?? Display.Stats()).MappingErrors;
 
     /// <summary>DMA segments of each framebuffer as the engine mapped it, in attach order.</summary>
     public IReadOnlyList<int> SegmentCounts
@@ -81,16 +77,8 @@ internal sealed class ScanoutSink : IDisplaySink, IDisposable
         ArgumentNullException.ThrowIfNull(framebuffer);
         if (DisplifPixelFormat.BitsPerPixel(framebuffer.FourCC) != 32 || framebuffer.Offset != 0)
             throw new XenShareException(Abi.Errno.EINVAL, $"the scan-out engine shows 32-bit pixels at offset 0, not {DisplifPixelFormat.Name(framebuffer.FourCC)} at {framebuffer.Offset}");
-        ScanoutBuffer scanout;
-        try
-        {
-            scanout = Display.Import(framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch, framebuffer.FourCC);
-        }
-        catch (XenShareException e) when (e.Errno == Abi.Errno.ENOMEM)
-        {
-            lock (_gate) _mappingErrors++;
-            throw;
-        }
+        // ENOMEM (the display could not map it) is counted by the display itself (STATS).
+        var scanout = Display.Import(framebuffer.DmaBufFd, framebuffer.Width, framebuffer.Height, framebuffer.Pitch, framebuffer.FourCC);
         framebuffer.SinkState = scanout;
         lock (_gate)
         {

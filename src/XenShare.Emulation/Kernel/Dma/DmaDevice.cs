@@ -208,29 +208,21 @@ public sealed class DmaDevice
 
     /// <summary>dma_sync_sgtable_for_device: what the CPU wrote to the buffer since the map reaches the device
     /// (bounced entries are copied again; in place, nothing to do). Returns the bytes copied.</summary>
-    public long SyncForDevice(SgTable table)
-    {
-        ArgumentNullException.ThrowIfNull(table);
-        if (table.Unmapped || table.Direction is not (DmaDirection.ToDevice or DmaDirection.Bidirectional)) return 0;
-        long n = 0;
-        foreach (var slot in table.Bounces)
-        {
-            CopyBounce(slot, toDevice: true);
-            n += (long)slot.Pages * XenPage.Size;
-        }
-        return n;
-    }
+    public long SyncForDevice(SgTable table) => Sync(table, toDevice: true);
 
     /// <summary>dma_sync_sgtable_for_cpu: what the device wrote reaches the buffer (bounced entries are copied
     /// back). Returns the bytes copied.</summary>
-    public long SyncForCpu(SgTable table)
+    public long SyncForCpu(SgTable table) => Sync(table, toDevice: false);
+
+    private long Sync(SgTable table, bool toDevice)
     {
         ArgumentNullException.ThrowIfNull(table);
-        if (table.Unmapped || table.Direction is not (DmaDirection.FromDevice or DmaDirection.Bidirectional)) return 0;
+        var wanted = toDevice ? DmaDirection.ToDevice : DmaDirection.FromDevice;
+        if (table.Unmapped || (table.Direction != wanted && table.Direction != DmaDirection.Bidirectional)) return 0;
         long n = 0;
         foreach (var slot in table.Bounces)
         {
-            CopyBounce(slot, toDevice: false);
+            CopyBounce(slot, toDevice);
             n += (long)slot.Pages * XenPage.Size;
         }
         return n;
