@@ -309,8 +309,8 @@ internal static class DmaBufScenarios
         using var peerDev = GrantDevice.Open(c.PeerProcess);
         using (var m = peerDev.Map(c.Self, imp.Refs.ToArray()))
         {
-            for (int i = 0; i < 3; i++) Check.Equal((byte)(0xA0 + i), m.Span[i * 4096], $"page {i} in order");
-            m.Span[2 * 4096 + 1] = 0x5C;
+            for (int i = 0; i < 3; i++) Check.Equal((byte)(0xA0 + i), m.Memory.Span[i * 4096], $"page {i} in order");
+            m.Memory.Span[2 * 4096 + 1] = 0x5C;
         }
         Check.Equal((byte)0x5C, local.Memory[2 * 4096 + 1], "peer wrote through the grant");
     }
@@ -351,7 +351,7 @@ internal static class DmaBufScenarios
         local.CloseFd();
         using (var peerDev = GrantDevice.Open(c.PeerProcess))
         using (var m = peerDev.Map(c.Self, [new GrantRef(refs[0])]))
-            Check.Equal((byte)0x3C, m.Span[0], "still granted after closing the dma-buf fd");
+            Check.Equal((byte)0x3C, m.Memory.Span[0], "still granted after closing the dma-buf fd");
         Check.Ok(Raw.ImportRelease(p, dev.Fd, key), "release by the same number");
     }
 
@@ -376,8 +376,8 @@ internal static class DmaBufScenarios
         using var peerDev = GrantDevice.Open(c.PeerProcess);
         var m = peerDev.Map(c.Self, [new GrantRef(refs[0])]);
         Check.Ok(Raw.ImportRelease(p, dev.Fd, local.Fd), "release while mapped");
-        Check.Equal((byte)0x18, m.Span[8], "peer mapping keeps working");
-        m.Span[9] = 1;
+        Check.Equal((byte)0x18, m.Memory.Span[8], "peer mapping keeps working");
+        m.Memory.Span[9] = 1;
         m.Dispose();
     }
 
@@ -418,16 +418,16 @@ internal static class DmaBufScenarios
         try
         {
             pages = sharer.Share(c.Self, Pages);
-            for (int i = 0; i < Pages; i++) Pattern(i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            for (int i = 0; i < Pages; i++) Pattern(i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
             dev = GrantDevice.Open(p);
             own = dev.Map(c.Self, pages.Refs.ToArray());
-            for (int i = 0; i < Pages; i++) Check.True(own.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "own gntdev mapping shows the pattern");
+            for (int i = 0; i < Pages; i++) Check.True(own.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "own gntdev mapping shows the pattern");
             export = dev.ExportDmaBuf(c.Self, pages.Refs.ToArray());
             int key = export.Fd;
             Check.Ok(Raw.Import(p, dev.Fd, key, Pages, c.Peer, out uint[] refs), "import the export for the peer");
             peerDev = GrantDevice.Open(c.PeerProcess);
             peer = peerDev.Map(c.Self, refs.Select(r => new GrantRef(r)).ToArray());
-            for (int i = 0; i < Pages; i++) Check.True(peer.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "peer mapping shows the pattern");
+            for (int i = 0; i < Pages; i++) Check.True(peer.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern(i)), "peer mapping shows the pattern");
 
             export.Close();
             Check.Ok(Raw.ImportRelease(p, dev.Fd, key), "release while the peer maps (EI09)");
@@ -439,11 +439,11 @@ internal static class DmaBufScenarios
 
             using (var reuse = ProcessBuffer.Allocate(p, ReusePages * Raw.Page))
             {
-                for (int i = 0; i < ReusePages; i++) secret.CopyTo(reuse.Span[(i * Raw.Page)..]);
+                for (int i = 0; i < ReusePages; i++) secret.CopyTo(reuse.Memory.Span[(i * Raw.Page)..]);
                 int old = 0, leaked = 0;
                 for (int i = 0; i < Pages; i++)
                 {
-                    var page = peer.Span.Slice(i * Raw.Page, Raw.Page);
+                    var page = peer.Memory.Span.Slice(i * Raw.Page, Raw.Page);
                     if (page.StartsWith(Pattern(i))) old++;
                     if (page.StartsWith(secret)) leaked++;
                 }

@@ -198,7 +198,7 @@ internal static class GntDevScenarios
         ], statuses);
         Check.Equal(GntSt.okay, statuses[0], "status of a good segment");
         Check.Equal(GntSt.bad_gntref, statuses[1], "status of a bad ref");
-        Check.Equal((byte)0x42, buf.Span[0], "copied byte");
+        Check.Equal((byte)0x42, buf.Memory.Span[0], "copied byte");
     }
 
     private static void GD08(ConformanceContext c)
@@ -258,7 +258,7 @@ internal static class GntDevScenarios
         using var dev = GrantDevice.Open(c.Process);
         Check.Throws(Errno.EINVAL, () => dev.Map(c.Peer, [new GrantRef(ro.Refs[0])], writable: true).Dispose(), "writable map of a read-only grant");
         using var m = dev.Map(c.Peer, [new GrantRef(ro.Refs[0])], writable: false);
-        Check.Equal((byte)0x11, m.ReadOnlySpan[1], "read-only map data");
+        Check.Equal((byte)0x11, m.ReadOnlyMemory.Span[1], "read-only map data");
     }
 
     private static void GA02(ConformanceContext c)
@@ -273,8 +273,8 @@ internal static class GntDevScenarios
         g.Memory[0] = 0x77;
         g.Deallocate();
         g.Dispose();
-        Check.Equal((byte)0x77, m.Span[0], "deallocated grant still mapped by the peer");
-        m.Span[1] = 1;
+        Check.Equal((byte)0x77, m.Memory.Span[0], "deallocated grant still mapped by the peer");
+        m.Memory.Span[1] = 1;
         m.Dispose();
     }
 

@@ -54,13 +54,13 @@ internal static class LibraryScenarios
     {
         using var sharer = GrantSharer.Open(c.PeerProcess);
         var pages = sharer.Share(c.Self, 1, writable: true, deallocateAfterMap: true);
-        pages.Span[0] = 0x44;
+        pages.Memory.Span[0] = 0x44;
         using var dev = GrantDevice.Open(c.Process);
         using (var m = dev.Map(c.Peer, [pages.Refs[0]]))
         {
-            Check.Equal((byte)0x44, m.Span[0], "mapped");
+            Check.Equal((byte)0x44, m.Memory.Span[0], "mapped");
             pages.Dispose();
-            Check.Equal((byte)0x44, m.Span[0], "the page lives while the peer maps it");
+            Check.Equal((byte)0x44, m.Memory.Span[0], "the page lives while the peer maps it");
         }
     }
 

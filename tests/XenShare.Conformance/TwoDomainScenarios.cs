@@ -69,12 +69,12 @@ public static class TwoDomainScenarios
         var mb = c.Mailbox("XD01");
         using var sharer = GrantSharer.Open(c.Process);
         using var pages = sharer.Share(c.Peer, 4);
-        for (int i = 0; i < 4; i++) Pattern("DOMU", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+        for (int i = 0; i < 4; i++) Pattern("DOMU", i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
         await mb.PostAsync("refs", string.Join(",", pages.Refs.Select(r => r.Value)));
         string verdict = await mb.WaitForAsync("dom0-done");
         if (verdict != "ok") throw new ConformanceException("dom0: " + verdict);
         for (int i = 0; i < 4; i++)
-            Check.True(pages.Span[(i * Raw.Page + 100)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's write seen in the domU");
+            Check.True(pages.Memory.Span[(i * Raw.Page + 100)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's write seen in the domU");
         await mb.PostAsync("domu-done", "ok");
     }
 
@@ -89,8 +89,8 @@ public static class TwoDomainScenarios
             {
                 for (int i = 0; i < 4; i++)
                 {
-                    Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's pattern seen in dom0");
-                    Pattern("DOM0", i).CopyTo(map.Span[(i * Raw.Page + 100)..]);
+                    Check.True(map.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's pattern seen in dom0");
+                    Pattern("DOM0", i).CopyTo(map.Memory.Span[(i * Raw.Page + 100)..]);
                 }
             }
             foreach (var backing in new[] { DmaBufBacking.None, DmaBufBacking.WriteCombine, DmaBufBacking.Coherent })
@@ -121,7 +121,7 @@ public static class TwoDomainScenarios
         var pages = sharer.Share(c.Peer, 2);
         try
         {
-            for (int i = 0; i < 2; i++) Pattern("DOMU", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            for (int i = 0; i < 2; i++) Pattern("DOMU", i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
             await mb.PostAsync("refs", string.Join(",", pages.Refs.Select(r => r.Value)));
             string mapped = await mb.WaitForAsync("mapped");
             if (mapped != "ok") throw new ConformanceException("dom0: " + mapped);
@@ -148,9 +148,9 @@ public static class TwoDomainScenarios
             string ended = await mb.WaitForAsync("ended");
             if (ended != "ok") throw new ConformanceException("domU: " + ended);
             // GT10: the granter's end of access did not revoke the grant in use.
-            Check.True(map.Span.StartsWith(Pattern("DOMU", 0)), "the mapping still shows the domU's page after its dealloc");
-            Pattern("DOM0", 0).CopyTo(map.Span[100..]);
-            Check.True(map.Span[100..].StartsWith(Pattern("DOM0", 0)), "and is still writable");
+            Check.True(map.Memory.Span.StartsWith(Pattern("DOMU", 0)), "the mapping still shows the domU's page after its dealloc");
+            Pattern("DOM0", 0).CopyTo(map.Memory.Span[100..]);
+            Check.True(map.Memory.Span[100..].StartsWith(Pattern("DOM0", 0)), "and is still writable");
             // EX13 across domains: the export outlives the granter's dealloc.
             Check.Errno(Errno.ETIMEDOUT, Raw.WaitReleased(c.Process, dev.Fd, export.Fd, 0), "the export is still alive after the domU's dealloc");
             export.Close();
@@ -178,8 +178,8 @@ public static class TwoDomainScenarios
         {
             for (int i = 0; i < refs.Length; i++)
             {
-                Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's pattern after dom0 closed its dma-buf fd (EI07)");
-                Pattern("DOMU", i).CopyTo(map.Span[(i * Raw.Page + 300)..]);
+                Check.True(map.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's pattern after dom0 closed its dma-buf fd (EI07)");
+                Pattern("DOMU", i).CopyTo(map.Memory.Span[(i * Raw.Page + 300)..]);
             }
         }
         await mb.PostAsync("unmapped", "ok");
@@ -194,7 +194,7 @@ public static class TwoDomainScenarios
         {
             using var sharer = GrantSharer.Open(c.Process);
             using var pages = sharer.Share(c.Self, 3);
-            for (int i = 0; i < 3; i++) Pattern("DOM0", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            for (int i = 0; i < 3; i++) Pattern("DOM0", i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
             using var dev = GrantDevice.Open(c.Process);
             var buf = dev.ExportDmaBuf(c.Self, pages.Refs.ToArray());
             int key = buf.Fd;
@@ -204,7 +204,7 @@ public static class TwoDomainScenarios
             string unmapped = await mb.WaitForAsync("unmapped");
             if (unmapped != "ok") throw new ConformanceException("domU: " + unmapped);
             for (int i = 0; i < 3; i++)
-                Check.True(pages.Span[(i * Raw.Page + 300)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's write seen in dom0's page");
+                Check.True(pages.Memory.Span[(i * Raw.Page + 300)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's write seen in dom0's page");
             Check.Ok(Raw.ImportRelease(c.Process, dev.Fd, key), "IMP_RELEASE after the domU unmapped");
             Check.Errno(Errno.ENOENT, Raw.ImportRelease(c.Process, dev.Fd, key), "a second IMP_RELEASE (EI08)");
             Check.Errno(Errno.ENOENT, Raw.ImportRelease(c.Process, dev.Fd, 0x7ffffff0), "IMP_RELEASE of an unknown number (EI08)");
@@ -229,7 +229,7 @@ public static class TwoDomainScenarios
         using var toNobody = sharer.Share(new DomainId(0x7fe0), 1);   // a domain that does not exist (RX04)
         using var readOnly = sharer.Share(c.Peer, 1, writable: false);
         byte[] marker = Guid.NewGuid().ToByteArray();
-        marker.CopyTo(toDom0.Span);
+        marker.CopyTo(toDom0.Memory.Span);
         await mb.PostAsync("refs", $"{toDom0.Refs[0].Value},{toNobody.Refs[0].Value},{readOnly.Refs[0].Value}");
         await mb.PostAsync("marker", Convert.ToHexString(marker));
         string verdict = await mb.WaitForAsync("dom0-done");
@@ -313,12 +313,12 @@ public static class TwoDomainScenarios
         var importRefs = ParseRefs(await mb.WaitForAsync("import-refs"));
         using var dev = GrantDevice.Open(c.Process);
         using var map = dev.Map(c.Peer, importRefs);
-        Check.True(map.Span.StartsWith(Pattern("DOM0", 0)), "dom0's import seen in the domU");
+        Check.True(map.Memory.Span.StartsWith(Pattern("DOM0", 0)), "dom0's import seen in the domU");
         // XD03: grant pages to dom0 and keep them.
         using var sharer = GrantSharer.Open(c.Process);
         // Three pages: dom0 maps the first two; the third is granted but never mapped (GT11's probe).
         using var pages = sharer.Share(c.Peer, 3);
-        for (int i = 0; i < 3; i++) Pattern("VICTIM", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+        for (int i = 0; i < 3; i++) Pattern("VICTIM", i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
         await mb.PostAsync("refs", string.Join(",", pages.Refs.Select(r => r.Value)));
         // Held until dom0 destroys this domain (which ends this half).
         await mb.WaitForAsync("never");
@@ -331,7 +331,7 @@ public static class TwoDomainScenarios
         var p = c.Process;
         using var sharer = GrantSharer.Open(p);
         using var own = sharer.Share(c.Self, 1);
-        Pattern("DOM0", 0).CopyTo(own.Span);
+        Pattern("DOM0", 0).CopyTo(own.Memory.Span);
         using var dev = GrantDevice.Open(p);
         var local = dev.ExportDmaBuf(c.Self, own.Refs.ToArray());
         int key = local.Fd;
@@ -341,18 +341,18 @@ public static class TwoDomainScenarios
         var refs = all[..2];
         var map = dev.Map(c.Peer, refs);
         var export = dev.ExportDmaBuf(c.Peer, refs);
-        Check.True(map.Span.StartsWith(Pattern("VICTIM", 0)), "the victim's pages seen in dom0");
+        Check.True(map.Memory.Span.StartsWith(Pattern("VICTIM", 0)), "the victim's pages seen in dom0");
 
         await c.DestroyPeer();                                                       // XD03 / XD04: the domU dies
 
         // XD03: what dom0 holds of the dead domain lives on.
-        for (int i = 0; i < 2; i++) Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("VICTIM", i)), $"page {i} still readable after the destroy");
-        map.Span[Raw.Page + 2000] = 0x77;
-        Check.Equal((byte)0x77, map.Span[Raw.Page + 2000], "still writable after the destroy");
+        for (int i = 0; i < 2; i++) Check.True(map.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern("VICTIM", i)), $"page {i} still readable after the destroy");
+        map.Memory.Span[Raw.Page + 2000] = 0x77;
+        Check.Equal((byte)0x77, map.Memory.Span[Raw.Page + 2000], "still writable after the destroy");
         Check.Errno(Errno.ETIMEDOUT, Raw.WaitReleased(p, dev.Fd, export.Fd, 0), "the export is still alive");
         // GT11 as real Xen 4.17 showed it: a new map of a dying domain's grant works while another mapping
         // holds its page (one page with that mapping); a grant whose page nobody held fails at mmap.
-        GrantMapOutcome held = ProbeDyingMap(p, c.Peer, all[0], Pattern("VICTIM", 0), map.Span[..Raw.Page]);
+        GrantMapOutcome held = ProbeDyingMap(p, c.Peer, all[0], Pattern("VICTIM", 0), map.Memory.Span[..Raw.Page]);
         GrantMapOutcome freed = ProbeDyingMap(p, c.Peer, all[2], Pattern("VICTIM", 2), []);
         c.Observe?.Invoke("GT11 new map of a dying domain's grant whose page dom0 still maps: " + held);
         c.Observe?.Invoke("GT11 new map of a dying domain's grant whose page nobody maps: " + freed);
@@ -436,14 +436,14 @@ public static class TwoDomainScenarios
         {
             for (int i = 0; i < refs.Length; i++)
             {
-                Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's pattern seen in the domU");
-                Pattern("DOMU", i).CopyTo(map.Span[(i * Raw.Page + 200)..]);
+                Check.True(map.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: dom0's pattern seen in the domU");
+                Pattern("DOMU", i).CopyTo(map.Memory.Span[(i * Raw.Page + 200)..]);
             }
             await mb.PostAsync("mapped", "ok");
             string released = await mb.WaitForAsync("released");
             if (released != "ok") throw new ConformanceException("dom0: " + released);
             for (int i = 0; i < refs.Length; i++)
-                Check.True(map.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: the mapping still works after IMP_RELEASE (EI09)");
+                Check.True(map.Memory.Span[(i * Raw.Page)..].StartsWith(Pattern("DOM0", i)), $"page {i}: the mapping still works after IMP_RELEASE (EI09)");
         }
         await mb.PostAsync("unmapped", "ok");
     }
@@ -457,7 +457,7 @@ public static class TwoDomainScenarios
             // stage's dom0 has no dma-heap).
             using var sharer = GrantSharer.Open(c.Process);
             using var pages = sharer.Share(c.Self, 2);
-            for (int i = 0; i < 2; i++) Pattern("DOM0", i).CopyTo(pages.Span[(i * Raw.Page)..]);
+            for (int i = 0; i < 2; i++) Pattern("DOM0", i).CopyTo(pages.Memory.Span[(i * Raw.Page)..]);
             using var dev = GrantDevice.Open(c.Process);
             var buf = dev.ExportDmaBuf(c.Self, pages.Refs.ToArray());
             int key = buf.Fd;
@@ -466,7 +466,7 @@ public static class TwoDomainScenarios
             string mapped = await mb.WaitForAsync("mapped");
             if (mapped != "ok") throw new ConformanceException("domU: " + mapped);
             for (int i = 0; i < 2; i++)
-                Check.True(pages.Span[(i * Raw.Page + 200)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's write seen in dom0's page");
+                Check.True(pages.Memory.Span[(i * Raw.Page + 200)..].StartsWith(Pattern("DOMU", i)), $"page {i}: the domU's write seen in dom0's page");
             buf.Close();
             Check.Ok(Raw.ImportRelease(c.Process, dev.Fd, key), "IMP_RELEASE while the domU maps (EI09: 0)");
             await mb.PostAsync("released", "ok");

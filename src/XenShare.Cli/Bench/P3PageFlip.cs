@@ -106,7 +106,7 @@ internal sealed class P3PageFlip : BenchTarget
             _sharer = GrantSharer.Open(_front);
             _gnt = GrantDevice.Open(_back);
             _ringPage = _sharer.Share(driver.Id, 1);
-            _ringPage.Span.Clear();
+            _ringPage.Memory.Span.Clear();
             _frontRing = FrontRing.Initialize(_ringPage.Address, XenPage.Size, EntrySize);
             _ringMap = _gnt.Map(guest.Id, [_ringPage.Refs[0]]);
             _backRing = new BackRing(_ringMap.Address, XenPage.Size, EntrySize);
@@ -126,7 +126,7 @@ internal sealed class P3PageFlip : BenchTarget
                     var shared = _sharer.Share(driver.Id, XenPage.PagesFor(w * h * 4));
                     _pages.Add(shared);
                     _buffers[s][b] = shared;
-                    TestPattern.Draw(shared.Span, w, h, w * 4, b, b);
+                    TestPattern.Draw(shared.Memory.Span, w, h, w * 4, b, b);
                     var export = _gnt.ExportDmaBuf(guest.Id, [.. shared.Refs], DmaBufBacking.WriteCombine);
                     _exports.Add(export);
                     _framebuffers[s][b] = _display.Import(export.Fd, w, h, w * 4);
@@ -134,7 +134,7 @@ internal sealed class P3PageFlip : BenchTarget
             }
         }
 
-        public Span<byte> FrameSpanOf(int size, int buffer) => _buffers[size][buffer].Span;
+        public Span<byte> FrameSpanOf(int size, int buffer) => _buffers[size][buffer].Memory.Span;
 
         /// <summary><paramref name="count"/> flips alternating the two framebuffers of size <paramref name="size"/>.</summary>
         public void Flips(int size, int count)

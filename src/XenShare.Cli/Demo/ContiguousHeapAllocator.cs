@@ -45,16 +45,14 @@ internal sealed class ContiguousHeapAllocator : IDisplifBufferAllocator, IDispos
     public IDisplifLocalBuffer Allocate(int pageCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pageCount);
-        int fd = _heap.Allocate((long)pageCount * Abi.XenPage.Size);
+        GuestFdHandle fd = _heap.Allocate((long)pageCount * Abi.XenPage.Size);
         Interlocked.Increment(ref _allocated);
-        return new HeapBuffer(_process, _self, fd, pageCount);
+        return new HeapBuffer(_self, fd, pageCount);
     }
 
-    private sealed class HeapBuffer(IGuestProcess process, DomainId self, int fd, int pageCount) : IDisplifLocalBuffer
+    private sealed class HeapBuffer(DomainId self, GuestFdHandle fd, int pageCount) : IDisplifLocalBuffer
     {
-        private int _closed;
-
-        public int DmaBufFd => fd;
+        public int DmaBufFd => fd.Fd;
 
         public int PageCount => pageCount;
 
@@ -70,9 +68,6 @@ internal sealed class ContiguousHeapAllocator : IDisplifBufferAllocator, IDispos
 
         public void Dispose() => Close();
 
-        private void Close()
-        {
-            if (Interlocked.Exchange(ref _closed, 1) == 0) process.Close(fd);
-        }
+        private void Close() => fd.Dispose();
     }
 }

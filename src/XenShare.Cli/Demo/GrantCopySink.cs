@@ -93,7 +93,7 @@ internal sealed class GrantCopySink : IDisplaySink, IDisposable
         BytesCopied += framebuffer.FrameBytes;
         GrantOps += segments.Length;
         long frame = Interlocked.Increment(ref _presents) - 1;
-        Copied(_staging.Span[..framebuffer.FrameBytes], framebuffer.Pitch, frame);
+        Copied(_staging.Memory.Span[..framebuffer.FrameBytes], framebuffer.Pitch, frame);
         return ValueTask.CompletedTask;
     }
 

@@ -14,12 +14,12 @@ namespace XenShare.Api;
 /// <remarks>Thread-safe: every call is one system call on one fd.</remarks>
 public sealed class DisplayDevice : IDisposable
 {
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private DisplayDevice(IGuestProcess process, int fd, string path)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(DisplayDevice));
         Path = path;
     }
 
@@ -40,7 +40,17 @@ public sealed class DisplayDevice : IDisposable
     public string Path { get; }
 
     /// <summary>The fd.</summary>
-    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(DisplayDevice));
+    /// <exception cref="ObjectDisposedException">Disposed.</exception>
+    public int Fd => _handle.Fd;
+
+    /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
+    public GuestFdHandle Handle => _handle;
+
+    private int Ioctl(uint request, Span<byte> arg)
+    {
+        using var fd = _handle.Lease();
+        return Process.Ioctl(fd.Fd, request, arg);
+    }
 
     /// <summary>FB_IMPORT: imports the dma-buf <paramref name="dmaBufFd"/> of the process as a framebuffer of
     /// <paramref name="width"/> x <paramref name="height"/> 32-bit pixels with <paramref name="stride"/> bytes per
@@ -55,7 +65,7 @@ public sealed class DisplayDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(stride);
         var op = new xenshare_display_fb_import { fd = (uint)dmaBufFd, width = (uint)width, height = (uint)height, stride = (uint)stride, fourcc = fourCC };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
+        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
         return new ScanoutBuffer(this, op.fb_id, width, height, stride, (int)op.segments, (long)op.bounced_bytes);
     }
 
@@ -65,7 +75,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb { fb_id = buffer.Id };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FLIP");
+        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FLIP");
     }
 
     /// <summary>FB_SYNC: what the CPU wrote into a bounced buffer since it was imported (or last synced) reaches the
@@ -75,7 +85,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb_sync { fb_id = buffer.Id };
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
+        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
         return (long)op.bytes_copied;
     }
 
@@ -83,28 +93,37 @@ public sealed class DisplayDevice : IDisposable
     /// and returns the bytes written.</summary>
     /// <exception cref="XenShareException">ENODATA (nothing flipped, or the front buffer was released), EINVAL
     /// (<paramref name="frame"/> is smaller than a frame).</exception>
-    public int ReadFrame(Span<byte> frame) => (int)ErrnoMapper.Check(Process.Read(Fd, frame), "read " + Path);
+    public int ReadFrame(Span<byte> frame)
+    {
+        using var fd = _handle.Lease();
+        return (int)ErrnoMapper.Check(Process.Read(fd.Fd, frame), "read " + Path);
+    }
 
     /// <summary>STATS: the display's counters.</summary>
     public DisplayStats Stats()
     {
         var op = default(xenshare_display_stats);
-        ErrnoMapper.Check(Process.Ioctl(Fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_STATS");
+        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_STATS");
         return new DisplayStats(op);
     }
 
     internal void Release(uint id)
     {
-        int fd = Volatile.Read(ref _fd);
-        if (fd < 0) return;   // closing the device released every framebuffer
-        var op = new xenshare_display_fb { fb_id = id };
-        ErrnoMapper.Check(Process.Ioctl(fd, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
+        if (!_handle.TryAddRef()) return;   // closing the device released every framebuffer
+        try
+        {
+            var op = new xenshare_display_fb { fb_id = id };
+            ErrnoMapper.Check(Process.Ioctl(_handle.Number, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
+        }
+        finally
+        {
+            _handle.DangerousRelease();
+        }
     }
 
     /// <summary>Closes the device: every framebuffer it imported is released.</summary>
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
+        _handle.Dispose();
     }
 }

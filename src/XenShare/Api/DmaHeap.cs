@@ -18,12 +18,12 @@ public sealed class DmaHeap : IDisposable
     /// <summary>The emulated host's contiguous (CMA) heap's path.</summary>
     public const string ReservedPath = "/dev/dma_heap/reserved";
 
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private DmaHeap(IGuestProcess process, int fd, string path)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(DmaHeap));
         Path = path;
     }
 
@@ -43,23 +43,25 @@ public sealed class DmaHeap : IDisposable
     /// <summary>The heap's path.</summary>
     public string Path { get; }
 
-    /// <summary>DMA_HEAP_IOCTL_ALLOC: a new dma-buf of <paramref name="length"/> bytes; returns its fd (O_RDWR,
-    /// close-on-exec), which the caller closes.</summary>
+    /// <summary>DMA_HEAP_IOCTL_ALLOC: a new dma-buf of <paramref name="length"/> bytes (O_RDWR, close-on-exec).
+    /// The returned handle owns its fd: disposing it (or, when forgotten, its finalizer) closes it.</summary>
     /// <exception cref="XenShareException">EINVAL (bad length), ENOMEM.</exception>
-    public int Allocate(long length)
+    /// <exception cref="ObjectDisposedException">The heap was disposed.</exception>
+    public GuestFdHandle Allocate(long length)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
-        int fd = Volatile.Read(ref _fd);
-        ObjectDisposedException.ThrowIf(fd < 0, this);
         var op = new dma_heap_allocation_data { len = (ulong)length, fd_flags = (uint)(Posix.O_RDWR | Posix.O_CLOEXEC) };
-        ErrnoMapper.Check(Process.Ioctl(fd, DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, IoctlArg.Of(ref op)), "DMA_HEAP_IOCTL_ALLOC");
-        return (int)op.fd;
+        using (var fd = _handle.Lease())
+            ErrnoMapper.Check(Process.Ioctl(fd.Fd, DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, IoctlArg.Of(ref op)), "DMA_HEAP_IOCTL_ALLOC");
+        return new GuestFdHandle(Process, (int)op.fd, "dma-buf");
     }
+
+    /// <summary>The handle that owns the heap's fd.</summary>
+    public GuestFdHandle Handle => _handle;
 
     /// <summary>Closes the heap (buffers allocated from it live on).</summary>
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
+        _handle.Dispose();
     }
 }

@@ -9,12 +9,12 @@ public sealed class EventChannels : IDisposable
     /// <summary>The device path.</summary>
     public const string Path = "/dev/xen/evtchn";
 
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private EventChannels(IGuestProcess process, int fd)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(EventChannels));
     }
 
     /// <summary>Opens evtchn in <paramref name="process"/>.</summary>
@@ -28,9 +28,19 @@ public sealed class EventChannels : IDisposable
     public IGuestProcess Process { get; }
 
     /// <summary>The evtchn fd.</summary>
-    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(EventChannels));
+    /// <exception cref="ObjectDisposedException">Disposed.</exception>
+    public int Fd => _handle.Fd;
 
-    private int Call(uint request, Span<byte> arg, string name) => ErrnoMapper.Check(Process.Ioctl(Fd, request, arg), name);
+    /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
+    public GuestFdHandle Handle => _handle;
+
+    private int Ioctl(uint request, Span<byte> arg)
+    {
+        using var fd = _handle.Lease();
+        return Process.Ioctl(fd.Fd, request, arg);
+    }
+
+    private int Call(uint request, Span<byte> arg, string name) => ErrnoMapper.Check(Ioctl(request, arg), name);
 
     /// <summary>BIND_UNBOUND_PORT: a local port that <paramref name="remote"/> may bind.</summary>
     public EventPort BindUnbound(DomainId remote)
@@ -72,27 +82,65 @@ public sealed class EventChannels : IDisposable
     {
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, port.Value);
-        ErrnoMapper.Check(Process.Write(Fd, b), "write(evtchn)");
+        using var fd = _handle.Lease();
+        ErrnoMapper.Check(Process.Write(fd.Fd, b), "write(evtchn)");
     }
 
     /// <summary>Waits up to <paramref name="timeout"/> for a pending port (poll + read); null on timeout.
-    /// The port stays masked until <see cref="Unmask"/>.</summary>
-    public EventPort? WaitPending(TimeSpan timeout)
+    /// <see cref="Timeout.InfiniteTimeSpan"/> waits until an event. The port stays masked until
+    /// <see cref="Unmask"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative timeout other than infinite.</exception>
+    public EventPort? WaitPending(TimeSpan timeout) => WaitSlice(ToMs(timeout));
+
+    /// <summary>Waits asynchronously for a pending port; null on timeout. <see cref="Timeout.InfiniteTimeSpan"/>
+    /// waits until an event. The wait runs on a thread of its own in poll(2) slices of at most
+    /// <see cref="CancellationSlice"/>, so cancellation is seen within one slice and then ends the wait with
+    /// <see cref="OperationCanceledException"/>; an event read before that is never lost (it is returned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative timeout other than infinite.</exception>
+    public Task<EventPort?> WaitPendingAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
+        int total = ToMs(timeout);
+        if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<EventPort?>(cancellationToken);
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        return Task.Factory.StartNew(() =>
+        {
+            long deadline = total < 0 ? long.MaxValue : Environment.TickCount64 + total;
+            int slice = (int)CancellationSlice.TotalMilliseconds;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                long left = deadline == long.MaxValue ? slice : Math.Max(0, deadline - Environment.TickCount64);
+                if (WaitSlice((int)Math.Min(slice, left)) is { } port) return port;
+                if (deadline != long.MaxValue && Environment.TickCount64 >= deadline) return (EventPort?)null;
+            }
+        }, cancellationToken, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+    }
+
+    /// <summary>The longest poll(2) of <see cref="WaitPendingAsync"/> between two looks at its cancellation token.</summary>
+    public static TimeSpan CancellationSlice { get; } = TimeSpan.FromMilliseconds(50);
+
+    private EventPort? WaitSlice(int ms)
+    {
+        using var fd = _handle.Lease();
         Span<PollFd> fds = stackalloc PollFd[1];
-        fds[0] = new PollFd { Fd = Fd, Events = Posix.POLLIN };
-        int ms = timeout == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));
+        fds[0] = new PollFd { Fd = fd.Fd, Events = Posix.POLLIN };
         int n = ErrnoMapper.Check(Process.Poll(fds, ms), "poll(evtchn)");
         if (n == 0 || (fds[0].REvents & Posix.POLLIN) == 0) return null;
         Span<byte> buf = stackalloc byte[4];
-        long r = ErrnoMapper.Check(Process.Read(Fd, buf), "read(evtchn)");
+        long r = ErrnoMapper.Check(Process.Read(fd.Fd, buf), "read(evtchn)");
         return r == 4 ? new EventPort(BinaryPrimitives.ReadUInt32LittleEndian(buf)) : null;
+    }
+
+    private static int ToMs(TimeSpan timeout)
+    {
+        if (timeout == Timeout.InfiniteTimeSpan) return -1;
+        ArgumentOutOfRangeException.ThrowIfLessThan(timeout, TimeSpan.Zero);
+        return (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));
     }
 
     /// <summary>Closes evtchn (its ports are unbound).</summary>
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
+        _handle.Dispose();
     }
 }

@@ -5,16 +5,20 @@ namespace XenShare.Api;
 /// <summary>
 /// A dma-buf exported from foreign grants by gntdev. Disposing closes this process's fd; the buffer is
 /// released when every other holder (dup'ed fds, importers) has let go too, and
-/// <see cref="WaitForRelease"/> / <see cref="WaitForReleaseAsync"/> tell when that happened.
+/// <see cref="WaitForRelease"/> / <see cref="WaitForReleaseAsync"/> tell when that happened. A forgotten export's
+/// fd is closed by the finalizer of its <see cref="Handle"/>.
 /// </summary>
+/// <remarks>The waits run on the <see cref="GrantDevice"/> the buffer was exported from: wait before disposing
+/// that device; a wait after it throws <see cref="ObjectDisposedException"/> saying so.</remarks>
 public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
 {
     private readonly GrantDevice _device;
-    private int _open = 1;
+    private readonly GuestFdHandle _handle;
 
     internal ExportedDmaBuf(GrantDevice device, int fd, long size)
     {
         _device = device;
+        _handle = new GuestFdHandle(device.Process, fd, nameof(ExportedDmaBuf));
         Fd = fd;
         Size = size;
     }
@@ -22,17 +26,17 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     /// <summary>The dma-buf fd (and the key for waiting, valid even after the fd is closed).</summary>
     public int Fd { get; }
 
+    /// <summary>The handle that owns the dma-buf fd.</summary>
+    public GuestFdHandle Handle => _handle;
+
     /// <summary>Size in bytes.</summary>
     public long Size { get; }
 
     /// <summary>Whether this handle still owns its fd.</summary>
-    public bool IsOpen => Volatile.Read(ref _open) != 0;
+    public bool IsOpen => !_handle.IsClosed;
 
     /// <summary>Closes the fd (the wait key stays usable).</summary>
-    public void Close()
-    {
-        if (Interlocked.Exchange(ref _open, 0) != 0) _device.Process.Close(Fd);
-    }
+    public void Close() => _handle.Dispose();
 
     /// <summary>Blocks until the buffer is released or the timeout passes. Returns true when released
     /// (ENOENT, "already gone", counts as released: LG02) and false on ETIMEDOUT.
@@ -44,10 +48,26 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
         uint ms = ToMs(timeout);
         while (true)
         {
-            bool released = ToReleased(_device.WaitReleasedRaw(Fd, ms));
+            bool released = ToReleased(WaitRaw(ms));
             if (released || timeout != Timeout.InfiniteTimeSpan) return released;
         }
     }
+
+    private int WaitRaw(uint ms)
+    {
+        try
+        {
+            return _device.WaitReleasedRaw(Fd, ms);
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw DeviceGone(e);
+        }
+    }
+
+    private static ObjectDisposedException DeviceGone(Exception? inner) => new(
+        "the GrantDevice this dma-buf was exported from was disposed: wait for the release before disposing the device",
+        inner);
 
     /// <summary>LG02: 0 and ENOENT (already gone) mean released, ETIMEDOUT not yet; anything else throws.</summary>
     private static bool ToReleased(int rc)
@@ -76,10 +96,35 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
         static async Task<bool> Map(Task<int> ioctl) => ToReleased(await ioctl.ConfigureAwait(false));
     }
 
+    /// <summary>Starts the asynchronous ioctl with a reference on the gntdev fd held until it completes (so a
+    /// concurrent dispose of the device cannot close, and reuse, the fd under it).</summary>
     private Task<int>? Start(IAsyncGuestProcess async, uint ms, CancellationToken cancellationToken)
     {
-        var arg = IoctlArg.ToArray(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
-        return async.IoctlAsync(_device.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
+        var device = _device.Handle;
+        if (!device.TryAddRef()) throw DeviceGone(null);
+        Task<int>? ioctl = null;
+        try
+        {
+            var arg = IoctlArg.ToArray(new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)Fd, wait_to_ms = ms });
+            ioctl = async.IoctlAsync(device.Number, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, arg, cancellationToken);
+            return ioctl is null ? null : Release(ioctl, device);
+        }
+        finally
+        {
+            if (ioctl is null) device.DangerousRelease();
+        }
+
+        static async Task<int> Release(Task<int> ioctl, GuestFdHandle device)
+        {
+            try
+            {
+                return await ioctl.ConfigureAwait(false);
+            }
+            finally
+            {
+                device.DangerousRelease();
+            }
+        }
     }
 
     /// <summary>An infinite asynchronous wait: the ioctl's longest wait, again until the release.</summary>
@@ -87,7 +132,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     {
         var wait = first;
         while (!ToReleased(await wait.ConfigureAwait(false)))
-            wait = Start(async, ms, cancellationToken) ?? Task.FromResult(_device.WaitReleasedRaw(Fd, ms));
+            wait = Start(async, ms, cancellationToken) ?? Task.FromResult(WaitRaw(ms));
         return true;
     }
 
@@ -104,6 +149,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
         {
             try { tcs.TrySetResult(WaitForRelease(timeout)); }
             catch (XenShareException e) { tcs.TrySetException(e); }
+            catch (ObjectDisposedException e) { tcs.TrySetException(e); }
             finally { reg.Dispose(); }
         })
         { IsBackground = true, Name = "xenshare-wait-released" };

@@ -17,13 +17,13 @@ public sealed class GrantDevice : IDisposable
 
     private const int SegmentSize = 24;
     private readonly object _copyLock = new();
+    private readonly GuestFdHandle _handle;
     private ProcessBuffer? _segments;
-    private int _fd;
 
     private GrantDevice(IGuestProcess process, int fd)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(GrantDevice));
     }
 
     /// <summary>Opens gntdev in <paramref name="process"/>.</summary>
@@ -38,7 +38,12 @@ public sealed class GrantDevice : IDisposable
     public IGuestProcess Process { get; }
 
     /// <summary>The gntdev fd.</summary>
-    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(GrantDevice));
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
+    public int Fd => _handle.Fd;
+
+    /// <summary>The handle that owns the gntdev fd (closed by <see cref="Dispose"/> or, when the device is
+    /// forgotten, by the finalizer; mappings made through the device keep it open until they are unmapped).</summary>
+    public GuestFdHandle Handle => _handle;
 
     /// <summary>MAP_GRANT_REF + mmap: maps grants of <paramref name="domain"/> into this process.</summary>
     public GrantMapping Map(DomainId domain, ReadOnlySpan<GrantRef> refs, bool writable = true)
@@ -51,23 +56,29 @@ public sealed class GrantDevice : IDisposable
         {
             var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
             for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
-            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
+            using var fd = _handle.Lease();
+            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
             index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
         }
         int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
-        long addr = Process.Mmap(Fd, (long)index, refs.Length * (long)XenPage.Size, prot, Posix.MAP_SHARED);
+        int length = refs.Length * XenPage.Size;
+        // The mapping's handle holds a reference on the gntdev fd until it has unmapped and released the map.
+        ObjectDisposedException.ThrowIf(!_handle.TryAddRef(), this);
+        long addr = Process.Mmap(_handle.Number, (long)index, length, prot, Posix.MAP_SHARED);
         if (addr < 0)
         {
-            UnmapGrantRef(index, refs.Length);
+            UnmapGrantRef(_handle.Number, index, refs.Length);
+            _handle.DangerousRelease();
             throw ErrnoMapper.ToException(addr, "mmap(gntdev)");
         }
-        return new GrantMapping(this, index, refs.Length, addr, writable);
+        var mapping = new GuestMappingHandle(Process, addr, length, nameof(GrantMapping), _handle, AfterUnmap.GntDevUnmapGrantRef, index, refs.Length);
+        return new GrantMapping(this, mapping, index, refs.Length, writable);
     }
 
-    internal void UnmapGrantRef(ulong index, int count)
+    private void UnmapGrantRef(int fd, ulong index, int count)
     {
         var op = new ioctl_gntdev_unmap_grant_ref { index = index, count = (uint)count };
-        Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, IoctlArg.Of(ref op));
+        Process.Ioctl(fd, GntDevIoctl.IOCTL_GNTDEV_UNMAP_GRANT_REF, IoctlArg.Of(ref op));
     }
 
     /// <summary>IOCTL_GNTDEV_SET_MAX_GRANTS. Linux does not implement it; as libxengnttab does, ENOTTY
@@ -75,7 +86,8 @@ public sealed class GrantDevice : IDisposable
     public void SetMaxGrants(uint count)
     {
         var op = new ioctl_gntdev_set_max_grants { count = count };
-        int rc = Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, IoctlArg.Of(ref op));
+        using var fd = _handle.Lease();
+        int rc = Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, IoctlArg.Of(ref op));
         if (rc == -Errno.ENOTTY) return;
         ErrnoMapper.Check(rc, "IOCTL_GNTDEV_SET_MAX_GRANTS");
     }
@@ -94,7 +106,7 @@ public sealed class GrantDevice : IDisposable
                 _segments?.Dispose();
                 _segments = ProcessBuffer.Allocate(Process, Math.Max(bytes, 4096));   // a floor for the scratch buffer, not a Xen page count
             }
-            var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(_segments.Span[..bytes]);
+            var segs = MemoryMarshal.Cast<byte, gntdev_grant_copy_segment>(_segments.Memory.Span[..bytes]);
             for (int i = 0; i < segments.Length; i++)
             {
                 var s = segments[i];
@@ -115,7 +127,8 @@ public sealed class GrantDevice : IDisposable
                 else d.dest.virt = (ulong)s.Dest.Address;
             }
             var op = new ioctl_gntdev_grant_copy { count = (uint)segments.Length, segments = (ulong)_segments.Address };
-            ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_GRANT_COPY");
+            using var fd = _handle.Lease();
+            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_GRANT_COPY");
             for (int i = 0; i < segments.Length; i++) statuses[i] = segs[i].status;
         }
     }
@@ -129,15 +142,18 @@ public sealed class GrantDevice : IDisposable
         var header = new ioctl_gntdev_dmabuf_exp_from_refs { flags = (uint)backing, count = (uint)refs.Length, domid = domain.Value };
         using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_exp_from_refs, uint>(header, refsAt, refs.Length, stackalloc byte[256]);
         MemoryMarshal.Cast<GrantRef, uint>(refs).CopyTo(arg.Array<uint>(refsAt, refs.Length));
-        ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
+        using var fd = _handle.Lease();
+        ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
         return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * (long)XenPage.Size);
     }
 
     /// <summary>IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, raw: 0, or -ETIMEDOUT / -ENOENT.</summary>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     public int WaitReleasedRaw(int fdKey, uint waitMs)
     {
         var op = new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fdKey, wait_to_ms = waitMs };
-        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, IoctlArg.Of(ref op));
+        using var fd = _handle.Lease();
+        return Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, IoctlArg.Of(ref op));
     }
 
     /// <summary>IOCTL_GNTDEV_DMABUF_IMP_TO_REFS: grants the pages of the dma-buf at
@@ -149,19 +165,31 @@ public sealed class GrantDevice : IDisposable
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
         var header = new ioctl_gntdev_dmabuf_imp_to_refs { fd = (uint)dmaBufFd, count = (uint)pageCount, domid = domain.Value };
         using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_imp_to_refs, uint>(header, refsAt, pageCount, stackalloc byte[256]);
-        ErrnoMapper.Check(Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
+        using var fd = _handle.Lease();
+        ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
         var refs = new GrantRef[pageCount];
         MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(refsAt, pageCount)).CopyTo(refs);
         return new ImportedDmaBuf(this, dmaBufFd, refs);
     }
 
-    internal int ImportRelease(int fdKey)
+    /// <summary>IOCTL_GNTDEV_DMABUF_IMP_RELEASE; null when the device is already closed (closing gntdev
+    /// released every import).</summary>
+    internal int? ImportRelease(int fdKey)
     {
-        var op = new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey };
-        return Process.Ioctl(Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, IoctlArg.Of(ref op));
+        if (!_handle.TryAddRef()) return null;
+        try
+        {
+            var op = new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey };
+            return Process.Ioctl(_handle.Number, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, IoctlArg.Of(ref op));
+        }
+        finally
+        {
+            _handle.DangerousRelease();
+        }
     }
 
-    /// <summary>Closes gntdev (maps still mmapped and exported buffers stay alive).</summary>
+    /// <summary>Closes gntdev. Exported dma-bufs stay alive; mappings still mapped keep the fd open until they
+    /// are unmapped (as their VMAs keep the file open in Linux), and imports are released when it closes.</summary>
     public void Dispose()
     {
         lock (_copyLock)
@@ -169,7 +197,6 @@ public sealed class GrantDevice : IDisposable
             _segments?.Dispose();
             _segments = null;
         }
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
+        _handle.Dispose();
     }
 }

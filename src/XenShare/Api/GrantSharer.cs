@@ -10,12 +10,12 @@ public sealed class GrantSharer : IDisposable
     /// <summary>The device path.</summary>
     public const string Path = "/dev/xen/gntalloc";
 
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private GrantSharer(IGuestProcess process, int fd)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(GrantSharer));
     }
 
     /// <summary>Opens gntalloc in <paramref name="process"/>.</summary>
@@ -29,7 +29,12 @@ public sealed class GrantSharer : IDisposable
     public IGuestProcess Process { get; }
 
     /// <summary>The gntalloc fd.</summary>
-    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(GrantSharer));
+    /// <exception cref="ObjectDisposedException">The sharer was disposed.</exception>
+    public int Fd => _handle.Fd;
+
+    /// <summary>The handle that owns the gntalloc fd (shared pages still mapped keep it open until they are
+    /// unmapped).</summary>
+    public GuestFdHandle Handle => _handle;
 
     /// <summary>ALLOC_GREF + mmap: <paramref name="pageCount"/> zeroed pages granted to
     /// <paramref name="domain"/>, read-only for the peer unless <paramref name="writable"/>. With
@@ -44,30 +49,33 @@ public sealed class GrantSharer : IDisposable
         var header = new ioctl_gntalloc_alloc_gref { domid = domain.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)pageCount };
         using (var arg = IoctlArg.WithArray<ioctl_gntalloc_alloc_gref, uint>(header, idsAt, pageCount, stackalloc byte[256]))
         {
-            ErrnoMapper.Check(Process.Ioctl(Fd, GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
+            using var fd = _handle.Lease();
+            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
             index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
             MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
         }
-        long addr = Process.Mmap(Fd, (long)index, pageCount * (long)XenPage.Size, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
+        int length = pageCount * XenPage.Size;
+        // The pages' mapping handle holds a reference on the gntalloc fd until it has unmapped and deallocated.
+        ObjectDisposedException.ThrowIf(!_handle.TryAddRef(), this);
+        long addr = Process.Mmap(_handle.Number, (long)index, length, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
         if (addr < 0)
         {
-            Dealloc(index, pageCount);
+            Dealloc(_handle.Number, index, pageCount);
+            _handle.DangerousRelease();
             throw ErrnoMapper.ToException(addr, "mmap(gntalloc)");
         }
-        if (deallocateAfterMap) Dealloc(index, pageCount);
-        return new SharedPages(this, index, refs, addr, writable, deallocateAfterMap);
+        if (deallocateAfterMap) Dealloc(_handle.Number, index, pageCount);
+        var mapping = new GuestMappingHandle(Process, addr, length, nameof(SharedPages), _handle,
+            deallocateAfterMap ? AfterUnmap.None : AfterUnmap.GntAllocDealloc, index, pageCount);
+        return new SharedPages(this, mapping, index, refs, writable);
     }
 
-    internal void Dealloc(ulong index, int count)
+    private void Dealloc(int fd, ulong index, int count)
     {
         var op = new ioctl_gntalloc_dealloc_gref { index = index, count = (uint)count };
-        Process.Ioctl(Fd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, IoctlArg.Of(ref op));
+        Process.Ioctl(fd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, IoctlArg.Of(ref op));
     }
 
-    /// <summary>Closes gntalloc (pages still mapped stay until unmapped).</summary>
-    public void Dispose()
-    {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
-    }
+    /// <summary>Closes gntalloc (pages still mapped keep the fd open until they are unmapped).</summary>
+    public void Dispose() => _handle.Dispose();
 }

@@ -18,14 +18,15 @@ public sealed class ImportedDmaBuf : IDisposable
     /// <summary>The dma-buf fd number given at import (the release key).</summary>
     public int FdKey { get; }
 
-    /// <summary>The grant refs, one per page, in order.</summary>
-    public IReadOnlyList<GrantRef> Refs => _refs;
+    /// <summary>The grant refs, one per page, in order (a view without a copy).</summary>
+    public GrantRefs Refs => new(_refs);
 
-    /// <summary>IOCTL_GNTDEV_DMABUF_IMP_RELEASE.</summary>
+    /// <summary>IOCTL_GNTDEV_DMABUF_IMP_RELEASE. Nothing to do once the <see cref="GrantDevice"/> is disposed:
+    /// closing gntdev released every import.</summary>
     public void Release()
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return;
-        ErrnoMapper.Check(_device.ImportRelease(FdKey), "IOCTL_GNTDEV_DMABUF_IMP_RELEASE");
+        if (_device.ImportRelease(FdKey) is int rc) ErrnoMapper.Check(rc, "IOCTL_GNTDEV_DMABUF_IMP_RELEASE");
     }
 
     /// <summary>Releases the import.</summary>

@@ -13,12 +13,12 @@ namespace XenShare.Api;
 /// <remarks>Thread-safe: every call is one system call on one fd.</remarks>
 public sealed class IommuDevice : IDisposable
 {
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private IommuDevice(IGuestProcess process, int fd)
     {
         Process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(IommuDevice));
     }
 
     /// <summary>Opens the device at <paramref name="path"/> in <paramref name="process"/>.</summary>
@@ -35,7 +35,17 @@ public sealed class IommuDevice : IDisposable
     public IGuestProcess Process { get; }
 
     /// <summary>The fd.</summary>
-    public int Fd => _fd >= 0 ? _fd : throw new ObjectDisposedException(nameof(IommuDevice));
+    /// <exception cref="ObjectDisposedException">Disposed.</exception>
+    public int Fd => _handle.Fd;
+
+    /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
+    public GuestFdHandle Handle => _handle;
+
+    private int Ioctl(uint request, Span<byte> arg)
+    {
+        using var fd = _handle.Lease();
+        return Process.Ioctl(fd.Fd, request, arg);
+    }
 
     /// <summary>IMPORT: the dma-buf <paramref name="dmaBufFd"/> of the process, mapped for the device with
     /// <paramref name="direction"/> (0 bidirectional, 1 to the device, 2 from the device).</summary>
@@ -46,7 +56,7 @@ public sealed class IommuDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(dmaBufFd);
         ArgumentOutOfRangeException.ThrowIfNegative(direction);
         var op = new xenshare_iommu_import { fd = (uint)dmaBufFd, direction = (uint)direction };
-        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_IMPORT");
+        ErrnoMapper.Check(Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_IMPORT");
         return new IommuBuffer(this, op.handle, (int)op.segments, (long)op.size);
     }
 
@@ -55,22 +65,27 @@ public sealed class IommuDevice : IDisposable
         int header = System.Runtime.CompilerServices.Unsafe.SizeOf<xenshare_iommu_read>();
         using var arg = IoctlArg.WithArray<xenshare_iommu_read, byte>(
             new xenshare_iommu_read { handle = handle, length = (uint)into.Length, offset = (ulong)offset }, header, into.Length, stackalloc byte[256]);
-        ErrnoMapper.Check(Process.Ioctl(Fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg.Bytes), "XENSHARE_IOMMU_IOCTL_READ");
+        ErrnoMapper.Check(Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg.Bytes), "XENSHARE_IOMMU_IOCTL_READ");
         arg.Bytes.Slice(header, into.Length).CopyTo(into);
     }
 
     internal void Release(uint handle)
     {
-        int fd = Volatile.Read(ref _fd);
-        if (fd < 0) return;   // closing the device released every import
-        var op = new xenshare_iommu_handle { handle = handle };
-        ErrnoMapper.Check(Process.Ioctl(fd, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_RELEASE");
+        if (!_handle.TryAddRef()) return;   // closing the device released every import
+        try
+        {
+            var op = new xenshare_iommu_handle { handle = handle };
+            ErrnoMapper.Check(Process.Ioctl(_handle.Number, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_RELEASE");
+        }
+        finally
+        {
+            _handle.DangerousRelease();
+        }
     }
 
     /// <summary>Closes the device: every import it holds is released.</summary>
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Process.Close(fd);
+        _handle.Dispose();
     }
 }

@@ -2,18 +2,18 @@ using XenShare.Abi;
 
 namespace XenShare.Api;
 
-/// <summary>Private, page-aligned memory of the guest process (an anonymous mmap), usable as the local
-/// side of grant copies.</summary>
+/// <summary>Private, page-aligned memory of the guest process (an anonymous mmap), usable as the local side of
+/// grant copies. Disposing (or, when forgotten, the finalizer) unmaps it; after that <c>Memory.Span</c> throws
+/// <see cref="ObjectDisposedException"/> (see <see cref="GrantMapping"/> for pinning).</summary>
 public sealed class ProcessBuffer : IDisposable
 {
-    private readonly IGuestProcess _process;
-    private long _address;
+    private readonly GuestMappingHandle _mapping;
+    private readonly MappedMemory _memory;
 
-    private ProcessBuffer(IGuestProcess process, long address, int length)
+    private ProcessBuffer(GuestMappingHandle mapping)
     {
-        _process = process;
-        _address = address;
-        Length = length;
+        _mapping = mapping;
+        _memory = new MappedMemory(mapping);
     }
 
     /// <summary>Maps <paramref name="length"/> bytes (rounded up to pages) of zeroed private memory.</summary>
@@ -22,22 +22,22 @@ public sealed class ProcessBuffer : IDisposable
         ArgumentNullException.ThrowIfNull(process);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         long a = ErrnoMapper.Check(process.Mmap(-1, 0, length, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_PRIVATE | Posix.MAP_ANONYMOUS), "mmap(anonymous)");
-        return new ProcessBuffer(process, a, length);
+        return new ProcessBuffer(new GuestMappingHandle(process, a, length, nameof(ProcessBuffer)));
     }
 
     /// <summary>The address in the guest process.</summary>
-    public long Address => _address != 0 ? _address : throw new ObjectDisposedException(nameof(ProcessBuffer));
+    /// <exception cref="ObjectDisposedException">The buffer was disposed.</exception>
+    public long Address => _mapping.CheckedAddress;
 
     /// <summary>Length in bytes.</summary>
-    public int Length { get; }
+    public int Length => _mapping.Length;
+
+    /// <summary>Whether the buffer was disposed.</summary>
+    public bool IsDisposed => _mapping.IsClosed;
 
     /// <summary>The memory.</summary>
-    public Span<byte> Span => GuestMemory.AsSpan(Address, Length);
+    public Memory<byte> Memory => _memory.Memory;
 
-    /// <summary>Unmaps the memory.</summary>
-    public void Dispose()
-    {
-        long a = Interlocked.Exchange(ref _address, 0);
-        if (a != 0) _process.Munmap(a, Length);
-    }
+    /// <summary>Unmaps the memory (once the last pin of <see cref="Memory"/> is released).</summary>
+    public void Dispose() => _mapping.Dispose();
 }

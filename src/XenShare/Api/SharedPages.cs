@@ -3,29 +3,31 @@ using XenShare.Abi;
 namespace XenShare.Api;
 
 /// <summary>Local pages granted to a foreign domain through gntalloc and mapped into this process.
-/// Disposing unmaps them and deallocates the grefs; access ends once the peer has unmapped too (GA02).</summary>
+/// Disposing (or, when forgotten, the finalizer) unmaps them and deallocates the grefs; access ends once the
+/// peer has unmapped too (GA02). After the dispose <c>Memory.Span</c> throws <see cref="ObjectDisposedException"/>
+/// (see <see cref="GrantMapping"/> for pinning).</summary>
 public sealed class SharedPages : IDisposable
 {
     private readonly GrantSharer _sharer;
+    private readonly GuestMappingHandle _mapping;
+    private readonly MappedMemory _memory;
     private readonly GrantRef[] _refs;
-    private long _address;
-    private bool _deallocated;
 
-    internal SharedPages(GrantSharer sharer, ulong index, GrantRef[] refs, long address, bool writable, bool deallocated)
+    internal SharedPages(GrantSharer sharer, GuestMappingHandle mapping, ulong index, GrantRef[] refs, bool writable)
     {
         _sharer = sharer;
+        _mapping = mapping;
+        _memory = new MappedMemory(mapping);
         Index = index;
         _refs = refs;
-        _address = address;
         IsWritable = writable;
-        _deallocated = deallocated;
     }
 
     /// <summary>The mmap offset in the gntalloc file.</summary>
     public ulong Index { get; }
 
-    /// <summary>The grant refs, one per page.</summary>
-    public IReadOnlyList<GrantRef> Refs => _refs;
+    /// <summary>The grant refs, one per page (a view without a copy).</summary>
+    public GrantRefs Refs => new(_refs);
 
     /// <summary>Whether the peer may write.</summary>
     public bool IsWritable { get; }
@@ -33,27 +35,26 @@ public sealed class SharedPages : IDisposable
     /// <summary>Length in bytes.</summary>
     public int Length => _refs.Length * XenPage.Size;
 
+    /// <summary>Whether the pages were disposed.</summary>
+    public bool IsDisposed => _mapping.IsClosed;
+
     /// <summary>The address in this process.</summary>
-    public long Address => _address != 0 ? _address : throw new ObjectDisposedException(nameof(SharedPages));
+    /// <exception cref="ObjectDisposedException">The pages were disposed.</exception>
+    public long Address => _mapping.CheckedAddress;
 
     /// <summary>The pages (always writable locally).</summary>
-    public Span<byte> Span => GuestMemory.AsSpan(Address, Length);
+    public Memory<byte> Memory => _memory.Memory;
 
     /// <summary>IOCTL_GNTALLOC_SET_UNMAP_NOTIFY.</summary>
     public void SetUnmapNotify(int byteOffset, UnmapNotify action, EventPort port = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         var op = new ioctl_gntalloc_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value };
-        ErrnoMapper.Check(_sharer.Process.Ioctl(_sharer.Fd, GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
+        using var fd = _sharer.Handle.Lease();
+        ErrnoMapper.Check(_sharer.Process.Ioctl(fd.Fd, GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
     }
 
-    /// <summary>Unmaps and deallocates.</summary>
-    public void Dispose()
-    {
-        long a = Interlocked.Exchange(ref _address, 0);
-        if (a == 0) return;
-        _sharer.Process.Munmap(a, Length);
-        if (!_deallocated) _sharer.Dealloc(Index, _refs.Length);
-        _deallocated = true;
-    }
+    /// <summary>Unmaps and deallocates (once the last pin of <see cref="Memory"/> is released).</summary>
+    public void Dispose() => _mapping.Dispose();
 }

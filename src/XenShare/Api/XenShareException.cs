@@ -4,7 +4,7 @@ namespace XenShare.Api;
 
 /// <summary>A system call on the guest-process seam failed; <see cref="Errno"/> carries the kernel's errno
 /// unchanged (D05).</summary>
-public class XenShareException : Exception
+public class XenShareException : IOException
 {
     /// <summary>Creates an exception for an errno.</summary>
     public XenShareException(int errno, string operation)

@@ -351,12 +351,12 @@ internal sealed class DisplifBackendConnection : IDisposable
         {
             if (page == 0) throw ErrnoMapper.ToException(-Errno.EINVAL, "page directory ends before the buffer's refs");
             using GrantMapping map = GrantDevice!.Map(Device.FrontendId, [new GrantRef(page)], writable: fill is not null);
-            ReadOnlySpan<byte> bytes = map.ReadOnlySpan;
+            ReadOnlySpan<byte> bytes = map.ReadOnlyMemory.Span;
             uint next = MemoryMarshal.Read<uint>(bytes);
             int n = Math.Min(RefsPerDirectoryPage, count - done);
             if (fill is not null)
             {
-                Span<uint> slots = MemoryMarshal.Cast<byte, uint>(map.Span.Slice(4, 4 * n));
+                Span<uint> slots = MemoryMarshal.Cast<byte, uint>(map.Memory.Span.Slice(4, 4 * n));
                 for (int i = 0; i < n; i++) slots[i] = fill[done + i].Value;
             }
             else
@@ -484,7 +484,7 @@ internal sealed class DisplifBackendConnection : IDisposable
         {
             GrantRef[] refs = ReadDirectory(r.gref_directory, pages, fill: null);
             using GrantMapping map = GrantDevice!.Map(Device.FrontendId, refs.AsSpan(0, 1), writable: true);
-            DisplifEdid.Write(c.Width, c.Height, string.IsNullOrEmpty(c.UniqueId) ? "Xen display" : c.UniqueId, map.Span);
+            DisplifEdid.Write(c.Width, c.Height, string.IsNullOrEmpty(c.UniqueId) ? "Xen display" : c.UniqueId, map.Memory.Span);
         }
         response.op.get_edid.edid_sz = DisplifEdid.Size;
         return 0;

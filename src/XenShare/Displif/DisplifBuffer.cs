@@ -52,7 +52,7 @@ public sealed class DisplifBuffer
     public IReadOnlyList<GrantRef> Refs { get; }
 
     /// <summary>The pixels (<see cref="Size"/> bytes), writable.</summary>
-    public Span<byte> Pixels => (_pages is not null ? _pages.Span : _backendPages!.Span)[..Size];
+    public Span<byte> Pixels => (_pages is not null ? _pages.Memory.Span : _backendPages!.Memory.Span)[..Size];
 
     internal SharedPages Directory { get; }
 

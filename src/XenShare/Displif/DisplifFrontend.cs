@@ -217,7 +217,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
         {
             if (!backend) data = _sharer.Share(be, pages);
             // Chain the directory pages: gref_dir_next_page, then the refs (left 0 for the backend to fill).
-            Span<byte> dir = directory.Span;
+            Span<byte> dir = directory.Memory.Span;
             for (int d = 0; d < dirPages; d++)
             {
                 Span<uint> words = MemoryMarshal.Cast<byte, uint>(dir.Slice(d * XenPage.Size, XenPage.Size));
@@ -244,7 +244,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
                 refs = new GrantRef[pages];
                 for (int d = 0; d < dirPages; d++)
                 {
-                    ReadOnlySpan<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Span.Slice(d * XenPage.Size, XenPage.Size));
+                    ReadOnlySpan<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Memory.Span.Slice(d * XenPage.Size, XenPage.Size));
                     int first = d * RefsPerDirectoryPage, n = Math.Min(RefsPerDirectoryPage, pages - first);
                     for (int i = 0; i < n; i++) refs[first + i] = new GrantRef(words[1 + i]);
                 }
@@ -379,14 +379,14 @@ public sealed class DisplifFrontend : IAsyncDisposable
     {
         using SharedPages directory = _sharer.Share(Device.BackendId, 1);
         using SharedPages edid = _sharer.Share(Device.BackendId, 1);
-        Span<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Span);
+        Span<uint> words = MemoryMarshal.Cast<byte, uint>(directory.Memory.Span);
         words[0] = 0;
         words[1] = edid.Refs[0].Value;
         var request = new xendispl_req { operation = DisplifAbi.XENDISPL_OP_GET_EDID };
         request.op.get_edid = new xendispl_get_edid_req { buffer_sz = XenPage.Size, gref_directory = directory.Refs[0].Value };
         xendispl_resp response = await CallAsync(connector, request, cancellationToken).ConfigureAwait(false);
         int size = (int)Math.Min(response.op.get_edid.edid_sz, (uint)XenPage.Size);
-        return edid.Span[..size].ToArray();
+        return edid.Memory.Span[..size].ToArray();
     }
 
     /// <summary>Closes the device (Closing, wait until the backend let go, Closed: XB02), then stops the

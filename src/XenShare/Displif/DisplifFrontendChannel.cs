@@ -63,7 +63,7 @@ internal sealed class DisplifFrontendChannel : IDisposable
     public void Create(GrantSharer sharer, IGuestProcess process, DomainId backend)
     {
         Pages = sharer.Share(backend, 2);
-        Pages.Span.Clear();
+        Pages.Memory.Span.Clear();
         _ring = FrontRing.Initialize(Pages.Address, XenPage.Size, DisplifBackendConnection.EntrySize);
         _events = EventPageConsumer.ForDisplif(Pages.Address + XenPage.Size);
         Evtchn = EventChannels.Open(process);

@@ -133,7 +133,7 @@ public sealed class GntDevImportSink : IDisplaySink, IDisposable
         var handler = FrameShown;
         if (handler is not null)
         {
-            ReadOnlySpan<byte> all = held.Map.ReadOnlySpan;
+            ReadOnlySpan<byte> all = held.Map.ReadOnlyMemory.Span;
             int start = Math.Min(framebuffer.Offset, all.Length);
             int length = Math.Min(framebuffer.FrameBytes, all.Length - start);
             var frame = new DisplayFrame(connector, framebuffer, all.Slice(start, length), held.Path);

@@ -12,12 +12,12 @@ internal sealed class XenbusTransport : IXenstoreTransport
     public const string DevicePath = "/dev/xen/xenbus";
 
     private readonly IGuestProcess _process;
-    private int _fd;
+    private readonly GuestFdHandle _handle;
 
     private XenbusTransport(IGuestProcess process, int fd)
     {
         _process = process;
-        _fd = fd;
+        _handle = new GuestFdHandle(process, fd, nameof(XenbusTransport));
     }
 
     /// <summary>Opens the device in <paramref name="process"/>; a failing open throws
@@ -34,15 +34,8 @@ internal sealed class XenbusTransport : IXenstoreTransport
 
     public int MaxRequestPayload => XsWire.XENSTORE_PAYLOAD_MAX - XsWire.HeaderSize;
 
-    private int Fd
-    {
-        get
-        {
-            int fd = Volatile.Read(ref _fd);
-            ObjectDisposedException.ThrowIf(fd < 0, this);
-            return fd;
-        }
-    }
+    // No lease around read(2): Dispose must close the fd under a blocked read to stop the reader (XS07).
+    private int Fd => _handle.Fd;
 
     public void Send(ReadOnlySpan<byte> message)
     {
@@ -63,7 +56,7 @@ internal sealed class XenbusTransport : IXenstoreTransport
             if (n < 0)
             {
                 // A read failing because Dispose closed the fd under it is the end, not a fault.
-                ObjectDisposedException.ThrowIf(Volatile.Read(ref _fd) < 0, this);
+                ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
                 throw TransportFailure(n, "read(" + DevicePath + ")");
             }
             return ValueTask.FromResult((int)n);
@@ -87,8 +80,7 @@ internal sealed class XenbusTransport : IXenstoreTransport
 
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
         // The seam's close ends a read blocked on the fd (XS07), which stops the client's reader thread.
-        if (fd >= 0) _process.Close(fd);
+        _handle.Dispose();
     }
 }

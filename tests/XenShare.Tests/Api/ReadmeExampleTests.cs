@@ -16,7 +16,7 @@ public sealed class ReadmeExampleTests
         {
             using var gntalloc = GrantSharer.Open(frontend);
             using var pages = gntalloc.Share(host.Dom0.Id, pageCount: 4);
-            pages.Span.Fill(0x42);
+            pages.Memory.Span.Fill(0x42);
 
             using var gntdev = GrantDevice.Open(backend);
             await using var dmabuf = gntdev.ExportDmaBuf(domU.Id, pages.Refs.ToArray(), DmaBufBacking.WriteCombine);

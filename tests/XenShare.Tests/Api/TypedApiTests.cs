@@ -12,19 +12,19 @@ public sealed class TypedApiTests : EmulatorTest
     {
         using var sharer = GrantSharer.Open(PU);
         using var pages = sharer.Share(Dom0.Id, 2);
-        pages.Span[10] = 1;
+        pages.Memory.Span[10] = 1;
         using var gnt = GrantDevice.Open(P0);
         using (var map = gnt.Map(DomU.Id, [pages.Refs[0], pages.Refs[1]]))
         {
-            Assert.Equal(1, map.ReadOnlySpan[10]);
-            map.Span[4097] = 2;
-            Assert.Equal(2, pages.Span[4097]);
+            Assert.Equal(1, map.ReadOnlyMemory.Span[10]);
+            map.Memory.Span[4097] = 2;
+            Assert.Equal(2, pages.Memory.Span[4097]);
         }
         using var local = ProcessBuffer.Allocate(P0, 4096);
         Span<short> st = stackalloc short[1];
         gnt.Copy([new GrantCopySegment(GrantCopyOperand.Foreign(DomU.Id, pages.Refs[1], 1), GrantCopyOperand.Local(local.Address), 4096 - 1)], st);
         Assert.Equal(GntSt.okay, st[0]);
-        Assert.Equal(2, local.Span[0]);   // byte 1 of the second granted page lands at local[0]
+        Assert.Equal(2, local.Memory.Span[0]);   // byte 1 of the second granted page lands at local[0]
     }
 
     [Fact]
@@ -36,8 +36,8 @@ public sealed class TypedApiTests : EmulatorTest
         var e = Assert.Throws<XenShareException>(() => gnt.Map(DomU.Id, [pages.Refs[0]], writable: true));
         Assert.Equal(Errno.EINVAL, e.Errno);
         using var ro = gnt.Map(DomU.Id, [pages.Refs[0]], writable: false);
-        Assert.Throws<InvalidOperationException>(() => ro.Span.Length);
-        Assert.Equal(4096, ro.ReadOnlySpan.Length);
+        Assert.Throws<InvalidOperationException>(() => ro.Memory.Span.Length);
+        Assert.Equal(4096, ro.ReadOnlyMemory.Span.Length);
     }
 
     [Fact]
@@ -96,7 +96,7 @@ public sealed class TypedApiTests : EmulatorTest
         var pages = sharer.Share(Dom0.Id, 2, deallocateAfterMap: true);
         // The grefs are already deallocated: a second DEALLOC of the range fails, the pages live on.
         Assert.Equal(-Errno.EINVAL, PU.Ioctl(sharer.Fd, GntAllocIoctl.IOCTL_GNTALLOC_DEALLOC_GREF, Bytes(new ioctl_gntalloc_dealloc_gref { index = pages.Index, count = 2 })));
-        pages.Span[0] = 9;
+        pages.Memory.Span[0] = 9;
         Assert.Equal(Gtf.permit_access, Entry(DomU, pages.Refs[0].Value).Flags);
         pages.Dispose();   // the mapping goes: access ends, pages freed
         Assert.Equal(0, Entry(DomU, pages.Refs[0].Value).Flags);

@@ -76,7 +76,7 @@ public sealed class DisplifHostileTests : EmulatorTest
             var rng = new Random(1234);
             void Directory()
             {
-                Span<uint> w = MemoryMarshal.Cast<byte, uint>(dir.Span);
+                Span<uint> w = MemoryMarshal.Cast<byte, uint>(dir.Memory.Span);
                 w[0] = rng.Next(4) == 0 ? dir.Refs[1].Value : 0;                    // sometimes chained, sometimes looped
                 w[1024] = rng.Next(2) == 0 ? dir.Refs[0].Value : (uint)rng.Next(1 << 20);
                 for (int i = 0; i < 16; i++)

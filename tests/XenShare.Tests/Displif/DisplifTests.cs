@@ -278,7 +278,7 @@ public sealed class DisplifTests : EmulatorTest
             using var sharer = XenShare.Api.GrantSharer.Open(PU);
             using var data = sharer.Share(Dom0.Id, 4);
             using var dir = sharer.Share(Dom0.Id, 1);
-            void SetWord(int i, uint v) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(dir.Span)[i] = v;
+            void SetWord(int i, uint v) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(dir.Memory.Span)[i] = v;
             for (int i = 0; i < 4; i++) SetWord(1 + i, data.Refs[i].Value);
 
             xendispl_req Create(ulong cookie, uint w, uint h, uint bpp, uint size, uint directory, uint flags = 0)

@@ -24,7 +24,7 @@ public sealed class DisplayDeviceTests : EmulatorTest
         Assert.Equal(DisplayDeviceIoctl.DefaultPath, path);
         using var sharer = GrantSharer.Open(PU);
         using var pages = sharer.Share(Dom0.Id, 1);
-        for (int i = 0; i < pages.Span.Length; i++) pages.Span[i] = (byte)(i * 13);
+        for (int i = 0; i < pages.Memory.Span.Length; i++) pages.Memory.Span[i] = (byte)(i * 13);
         using var gnt = GrantDevice.Open(P0);
         using var buf = gnt.ExportDmaBuf(DomU.Id, [.. pages.Refs], DmaBufBacking.WriteCombine);
         using (var display = DisplayDevice.Open(P0))
@@ -37,7 +37,7 @@ public sealed class DisplayDeviceTests : EmulatorTest
             Assert.Equal(Errno.ENODATA, e.Errno);
             display.Flip(fb);
             Assert.Equal(frame.Length, display.ReadFrame(frame));
-            Assert.True(frame.AsSpan().SequenceEqual(pages.Span));
+            Assert.True(frame.AsSpan().SequenceEqual(pages.Memory.Span));
             e = Assert.Throws<XenShareException>(() => display.ReadFrame(new byte[frame.Length - 1]));
             Assert.Equal(Errno.EINVAL, e.Errno);
             Assert.Equal(0, display.Sync(fb));                                       // in place: nothing to copy

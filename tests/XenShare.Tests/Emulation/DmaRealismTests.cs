@@ -129,7 +129,7 @@ public sealed class DmaRealismTests
         Assert.True(rig.Host.Dom0.Domain.IsDirectMapped);
         using var sharer = GrantSharer.Open(rig.PF);
         using var pages = sharer.Share(DomainId.Dom0, 1);
-        Fill(pages.Span, 3);
+        Fill(pages.Memory.Span, 3);
         using var gnt = GrantDevice.Open(rig.P0);
         using var wc = gnt.ExportDmaBuf(rig.Front.Id, [.. pages.Refs], DmaBufBacking.WriteCombine);
         var device = new DmaDevice(rig.Host.Dom0.Kernel, "dev", translation);
@@ -144,7 +144,7 @@ public sealed class DmaRealismTests
         if (translation == DmaTranslation.Direct) Assert.Equal(XenPage.AddressOf(mfn.Value), table.Segments[0].DmaAddress);
         var read = new byte[XenPage.Size];
         Assert.Equal(0, device.DmaRead(table.Segments[0].DmaAddress, read));
-        Assert.True(read.AsSpan().SequenceEqual(pages.Span));
+        Assert.True(read.AsSpan().SequenceEqual(pages.Memory.Span));
         Assert.Equal(0, device.BounceBytes);
         // The device reaches nothing that is not mapped for it.
         Assert.False(device.TryResolveBus(XenPage.AddressOf(mfn.Value + 1), out _));
@@ -160,7 +160,7 @@ public sealed class DmaRealismTests
         const int Pages = Swiotlb.SegmentLimitBytes / 4096;          // 64 pages: 128 x 512 pixels
         using var sharer = GrantSharer.Open(rig.PF);
         using var pages = sharer.Share(DomainId.Dom0, Pages);
-        Fill(pages.Span, 1);
+        Fill(pages.Memory.Span, 1);
         using var gnt = GrantDevice.Open(rig.P0);
         using var wc = gnt.ExportDmaBuf(rig.Front.Id, [.. pages.Refs], DmaBufBacking.WriteCombine);
         var swiotlb = rig.Host.Dom0.Kernel.Swiotlb;
@@ -176,15 +176,15 @@ public sealed class DmaRealismTests
             var first = ScanOut(engine, fb, out bool zeroCopy);
             Assert.False(zeroCopy);
             Assert.Equal(0, engine.ZeroCopyFrames);
-            Assert.True(first.AsSpan().SequenceEqual(pages.Span[..first.Length]));
+            Assert.True(first.AsSpan().SequenceEqual(pages.Memory.Span[..first.Length]));
 
             // The frontend draws again: the device still sees the bounce buffer's old copy until a sync.
-            Fill(pages.Span, 77);
+            Fill(pages.Memory.Span, 77);
             var stale = ScanOut(engine, fb, out _);
             Assert.True(stale.AsSpan().SequenceEqual(first));
             Assert.Equal(Swiotlb.SegmentLimitBytes, fb.SyncForDevice());
             var fresh = ScanOut(engine, fb, out _);
-            Assert.True(fresh.AsSpan().SequenceEqual(pages.Span[..fresh.Length]));
+            Assert.True(fresh.AsSpan().SequenceEqual(pages.Memory.Span[..fresh.Length]));
             Assert.Equal(2L * Swiotlb.SegmentLimitBytes, engine.CpuBytesCopied);
         }
         Assert.Equal(0, swiotlb.PagesInUse);                          // detach gave the bounce buffer back
@@ -237,7 +237,7 @@ public sealed class DmaRealismTests
         const int Pages = 512;                                        // 2 MiB: far beyond what dom0 could bounce
         using var sharer = GrantSharer.Open(rig.PF);
         using var pages = sharer.Share(driver.Id, Pages);
-        Fill(pages.Span, 9);
+        Fill(pages.Memory.Span, 9);
         using var gnt = GrantDevice.Open(rig.PD!);
         using var wc = gnt.ExportDmaBuf(rig.Front.Id, [.. pages.Refs], DmaBufBacking.WriteCombine);
         using (var engine = new ScanoutEngine(driver.Kernel))
@@ -249,10 +249,10 @@ public sealed class DmaRealismTests
             engine.Flip(fb);
             var seen = ScanOut(engine, fb, out bool zeroCopy);
             Assert.True(zeroCopy);
-            Assert.True(seen.AsSpan().SequenceEqual(pages.Span));
-            Fill(pages.Span, 200);                                      // visible at once: no bounce, no sync
+            Assert.True(seen.AsSpan().SequenceEqual(pages.Memory.Span));
+            Fill(pages.Memory.Span, 200);                                      // visible at once: no bounce, no sync
             seen = ScanOut(engine, fb, out _);
-            Assert.True(seen.AsSpan().SequenceEqual(pages.Span));
+            Assert.True(seen.AsSpan().SequenceEqual(pages.Memory.Span));
             Assert.Equal(0, engine.CpuBytesCopied);
             Assert.Equal(2, engine.ZeroCopyFrames);
             Assert.Equal(0, driver.Kernel.Swiotlb.BytesCopied);
@@ -278,7 +278,7 @@ public sealed class DmaRealismTests
         using var import = gnt.ImportDmaBuf(fd, Pages, rig.Front.Id);  // granted to the frontend (be-alloc)
         using var frontGnt = GrantDevice.Open(rig.PF);
         using var mapping = frontGnt.Map(DomainId.Dom0, [.. import.Refs]);
-        Fill(mapping.Span, 5);                                         // the frontend draws into dom0's buffer
+        Fill(mapping.Memory.Span, 5);                                         // the frontend draws into dom0's buffer
         using (var engine = new ScanoutEngine(rig.Host.Dom0.Kernel))
         {
             var fb = engine.Attach(rig.P0, fd, 1024, 1024, 4096);
@@ -292,10 +292,10 @@ public sealed class DmaRealismTests
             engine.Flip(fb);
             var seen = ScanOut(engine, fb, out bool zeroCopy);
             Assert.True(zeroCopy);
-            Assert.True(seen.AsSpan().SequenceEqual(mapping.Span));
-            Fill(mapping.Span, 99);
+            Assert.True(seen.AsSpan().SequenceEqual(mapping.Memory.Span));
+            Fill(mapping.Memory.Span, 99);
             seen = ScanOut(engine, fb, out _);
-            Assert.True(seen.AsSpan().SequenceEqual(mapping.Span));      // no sync needed
+            Assert.True(seen.AsSpan().SequenceEqual(mapping.Memory.Span));      // no sync needed
             Assert.Equal(0, engine.CpuBytesCopied);
             Assert.Equal(0, rig.Host.Dom0.Kernel.Swiotlb.BytesCopied);
         }

@@ -17,8 +17,8 @@ public sealed class IommuDeviceTests : EmulatorTest
         Assert.Equal(IommuDeviceIoctl.DefaultPath, Dom0.AddIommuDevice());
         using var sharer = GrantSharer.Open(PU);
         using var pages = sharer.Share(Dom0.Id, 3);
-        pages.Span[0] = 1;
-        pages.Span[4096 * 2 + 7] = 42;
+        pages.Memory.Span[0] = 1;
+        pages.Memory.Span[4096 * 2 + 7] = 42;
         using var gnt = GrantDevice.Open(P0);
         // A hole in dom0's unpopulated range makes the flags-0 export two scatterlist entries.
         var hole = gnt.Map(DomU.Id, [pages.Refs[0]]);

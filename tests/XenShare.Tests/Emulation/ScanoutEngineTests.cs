@@ -11,7 +11,7 @@ public sealed class ScanoutEngineTests : EmulatorTest
     {
         using var sharer = GrantSharer.Open(PU);
         using var pages = sharer.Share(Dom0.Id, 4);
-        for (int i = 0; i < pages.Length; i++) pages.Span[i] = (byte)(i * 7);
+        for (int i = 0; i < pages.Length; i++) pages.Memory.Span[i] = (byte)(i * 7);
         using var gnt = GrantDevice.Open(P0);
         var buf = gnt.ExportDmaBuf(DomU.Id, [.. pages.Refs], DmaBufBacking.WriteCombine);
         using (var engine = new ScanoutEngine(Dom0.Kernel))
@@ -21,7 +21,7 @@ public sealed class ScanoutEngineTests : EmulatorTest
             engine.Flip(fb);
             var seen = new byte[64 * 256];
             Assert.True(engine.ScanOut((y, row) => row.CopyTo(seen.AsSpan(y * 256))));
-            Assert.True(seen.AsSpan().SequenceEqual(pages.Span[..seen.Length]));
+            Assert.True(seen.AsSpan().SequenceEqual(pages.Memory.Span[..seen.Length]));
             Assert.Equal(0, engine.CpuBytesCopied);
             Assert.Equal(1, engine.ZeroCopyFrames);
             buf.Dispose();
@@ -35,7 +35,7 @@ public sealed class ScanoutEngineTests : EmulatorTest
     {
         using var sharer = GrantSharer.Open(PU);
         using var pages = sharer.Share(Dom0.Id, 4);
-        pages.Span[4096 * 3] = 42;
+        pages.Memory.Span[4096 * 3] = 42;
         using var gnt = GrantDevice.Open(P0);
         // Fragment the unpopulated GFNs so a ballooned export gets a hole in the middle.
         var a = gnt.Map(DomU.Id, [pages.Refs[0]]);

@@ -100,7 +100,7 @@ internal sealed class TestBackend(IGuestProcess? ringProcess = null) : IXenbusBa
             _evtchn ??= EventChannels.Open(ringProcess);
             _map = _gntdev.Map(device.FrontendId, [new GrantRef(gref)]);
             _port = _evtchn.BindInterdomain(device.FrontendId, new EventPort(port));
-            string seen = System.Text.Encoding.ASCII.GetString(_map.Span[..instance.Length]);
+            string seen = System.Text.Encoding.ASCII.GetString(_map.Memory.Span[..instance.Length]);
             if (seen != instance) throw new InvalidOperationException($"the ring shows '{seen}', not '{instance}'");
             Log.Add("mapped " + instance);
             if (AfterMap is not null) await AfterMap(cancellationToken);
@@ -151,7 +151,7 @@ internal sealed class TestRing(IGuestProcess process, DomainId backend, string i
     {
         _sharer = GrantSharer.Open(process);
         _pages = _sharer.Share(backend, 1);
-        System.Text.Encoding.ASCII.GetBytes(instance).CopyTo(_pages.Span);
+        System.Text.Encoding.ASCII.GetBytes(instance).CopyTo(_pages.Memory.Span);
         _evtchn = EventChannels.Open(process);
         EventPort port = _evtchn.BindUnbound(backend);
         await device.Client.WriteAsync(device.FrontendPath + "/ring-ref", _pages.Refs[0].Value.ToString(CultureInfo.InvariantCulture), cancellationToken);

@@ -1,0 +1,107 @@
+using System.Runtime.InteropServices;
+
+namespace XenShare.Api;
+
+/// <summary>
+/// Owns one file descriptor of an <see cref="IGuestProcess"/> that the typed API opened (a device, a dma-buf):
+/// releasing it calls <see cref="IGuestProcess.Close"/> exactly once, from <see cref="SafeHandle.Dispose()"/> or,
+/// when the owner was forgotten, from the finalizer. Every system call the typed API makes on the fd holds a
+/// reference (<see cref="SafeHandle.DangerousAddRef"/>) for its duration, so a concurrent dispose closes the fd
+/// only after the call has returned and never lets the number be reused under a call in flight.
+/// </summary>
+public sealed class GuestFdHandle : SafeHandle
+{
+    private readonly string _owner;
+
+    internal GuestFdHandle(IGuestProcess process, int fd, string owner)
+        : base(invalidHandleValue: -1, ownsHandle: true)
+    {
+        Process = process;
+        _owner = owner;
+        SetHandle(fd);
+    }
+
+    /// <summary>The process the fd belongs to.</summary>
+    public IGuestProcess Process { get; }
+
+    /// <summary>The fd number while the handle is open.</summary>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    public int Fd
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(IsClosed, _owner);
+            return (int)handle;
+        }
+    }
+
+    /// <summary>The fd number kept after close (the key of an exported dma-buf's wait).</summary>
+    internal int Number => (int)handle;
+
+    /// <inheritdoc/>
+    public override bool IsInvalid => (int)handle < 0;
+
+    /// <summary>Takes a reference for one system call; disposing the lease drops it.</summary>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    internal FdLease Lease()
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw new ObjectDisposedException(_owner);
+        }
+        return new FdLease(this, (int)handle);
+    }
+
+    /// <summary>Takes a reference unless the handle is closed; false when closed.</summary>
+    internal bool TryAddRef()
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        return added;
+    }
+
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle()
+    {
+        try
+        {
+            // -EBADF after the process has exited (it closed every fd) is fine: the fd is gone either way.
+            Process.Close((int)handle);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The process object was disposed first (it closed the fd itself); a finalizer must not throw.
+        }
+        return true;
+    }
+}
+
+/// <summary>A reference on a <see cref="GuestFdHandle"/> for the duration of one system call.</summary>
+internal readonly ref struct FdLease : IDisposable
+{
+    private readonly GuestFdHandle _handle;
+
+    internal FdLease(GuestFdHandle handle, int fd)
+    {
+        _handle = handle;
+        Fd = fd;
+    }
+
+    /// <summary>The fd number, valid until the lease is disposed.</summary>
+    public int Fd { get; }
+
+    /// <summary>Drops the reference.</summary>
+    public void Dispose() => _handle.DangerousRelease();
+}
