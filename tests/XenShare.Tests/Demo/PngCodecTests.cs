@@ -102,6 +102,77 @@ public sealed class PngCodecTests(ITestOutputHelper output)
         AssertSamePixels(frame, Width, Height, stride, PngDecoder.Decode(png.ToArray()));
     }
 
+    /// <summary>The demo's frames at the sizes it writes (README), with padded rows: every decoded pixel is the one
+    /// <see cref="TestPattern.ExpectedPixel"/> computes, independently of the buffer that was encoded.</summary>
+    [Theory]
+    [InlineData(1280, 720, 0)]
+    [InlineData(640, 480, 256)]
+    [InlineData(640, 360, 4)]
+    public void DemoFrames_DecodeToThePattern(int width, int height, int extraStride)
+    {
+        int stride = (width * 4) + extraStride;
+        var frame = new byte[stride * height];
+        TestPattern.Draw(frame, width, height, stride, 30, 0);
+        using var png = new MemoryStream();
+        PngEncoder.Write(png, frame, width, height, stride);
+        PngImage image = PngDecoder.Decode(png.ToArray());
+        Assert.Equal(width, image.Width);
+        Assert.Equal(height, image.Height);
+        int wrong = 0;
+        for (int y = 0; y < height; y++)
+        {
+            for (int x = 0; x < width; x++)
+            {
+                if (image.GetRgb(x, y) != TestPattern.ExpectedPixel(x, y, width, height, 30, 0))
+                {
+                    wrong++;
+                }
+            }
+        }
+
+        Assert.Equal(0, wrong);
+    }
+
+    /// <summary>The callers' two pixel formats, XR24 (demo, contact sheet) and AR24 (display-backend): the fourth
+    /// byte of each pixel is dropped, so an AR24 frame gives the same file as its XR24 twin, and decodes to its RGB.</summary>
+    [Fact]
+    public void Ar24Frame_WritesTheSameFileAsXr24()
+    {
+        const int Width = 77;
+        const int Height = 19;
+        const int Stride = (Width * 4) + 8;
+        byte[] argb = NoiseFrame(Width, Height, Stride, 5); // the alpha bytes are noise too
+        byte[] xrgb = (byte[])argb.Clone();
+        for (int y = 0; y < Height; y++)
+        {
+            for (int x = 0; x < Width; x++)
+            {
+                xrgb[(y * Stride) + (x * 4) + 3] = 0;
+            }
+        }
+
+        using var fromArgb = new MemoryStream();
+        using var fromXrgb = new MemoryStream();
+        PngEncoder.Write(fromArgb, argb, Width, Height, Stride);
+        PngEncoder.Write(fromXrgb, xrgb, Width, Height, Stride);
+        Assert.Equal(fromXrgb.ToArray(), fromArgb.ToArray());
+        AssertSamePixels(argb, Width, Height, Stride, PngDecoder.Decode(fromArgb.ToArray()));
+    }
+
+    /// <summary>IHDR: the size, 8-bit truecolour without alpha (colour type 2), deflate, filter method 0, no
+    /// interlace.</summary>
+    [Fact]
+    public void Header_Is8BitTruecolour()
+    {
+        using var png = new MemoryStream();
+        PngEncoder.Write(png, new byte[300 * 4 * 2], 300, 2, 300 * 4);
+        byte[] bytes = png.ToArray();
+        Assert.Equal(13u, BinaryPrimitives.ReadUInt32BigEndian(bytes.AsSpan(8)));
+        Assert.Equal(300, BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)));
+        Assert.Equal(2, BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)));
+        Assert.Equal(new byte[] { 8, 2, 0, 0, 0 }, bytes[24..29]);
+    }
+
     [Fact]
     public void RowReaderOverload_MatchesSpanOverload_AcrossSegments()
     {
