@@ -4,7 +4,7 @@ namespace XenShare.Conformance;
 public static class ConformanceSuite
 {
     private static readonly ConformanceScenario[] Scenarios =
-        [.. GntDevScenarios.All(), .. DmaBufScenarios.All(), .. LibraryScenarios.All(), .. XenstoreScenarios.All()];
+        [.. GntDevScenarios.All(), .. DmaBufScenarios.All(), .. LibraryScenarios.All(), .. LifetimeScenarios.All(), .. XenstoreScenarios.All()];
 
     /// <summary>All scenarios.</summary>
     public static IReadOnlyList<ConformanceScenario> All => Scenarios;

@@ -101,7 +101,7 @@ public sealed class EventChannels : IDisposable
     {
         int total = ToMs(timeout);
         if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<EventPort?>(cancellationToken);
-        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        ObjectDisposedException.ThrowIf(_handle.IsDisposed, this);
         return Task.Factory.StartNew(() =>
         {
             long deadline = total < 0 ? long.MaxValue : Environment.TickCount64 + total;

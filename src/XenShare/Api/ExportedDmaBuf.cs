@@ -33,7 +33,7 @@ public sealed class ExportedDmaBuf : IDisposable, IAsyncDisposable
     public long Size { get; }
 
     /// <summary>Whether this handle still owns its fd.</summary>
-    public bool IsOpen => !_handle.IsClosed;
+    public bool IsOpen => !_handle.IsDisposed;
 
     /// <summary>Closes the fd (the wait key stays usable).</summary>
     public void Close() => _handle.Dispose();

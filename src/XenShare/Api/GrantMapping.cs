@@ -41,7 +41,7 @@ public sealed class GrantMapping : IDisposable
     public bool IsWritable { get; }
 
     /// <summary>Whether the mapping was disposed.</summary>
-    public bool IsDisposed => _mapping.IsClosed;
+    public bool IsDisposed => _mapping.IsDisposed;
 
     /// <summary>The address in the guest process (for grant-copy operands and the raw seam).</summary>
     /// <exception cref="ObjectDisposedException">The mapping was disposed.</exception>

@@ -12,6 +12,7 @@ namespace XenShare.Api;
 public sealed class GuestFdHandle : SafeHandle
 {
     private readonly string _owner;
+    private int _disposed;
 
     internal GuestFdHandle(IGuestProcess process, int fd, string owner)
         : base(invalidHandleValue: -1, ownsHandle: true)
@@ -30,10 +31,15 @@ public sealed class GuestFdHandle : SafeHandle
     {
         get
         {
-            ObjectDisposedException.ThrowIf(IsClosed, _owner);
+            ObjectDisposedException.ThrowIf(IsDisposed, _owner);
             return (int)handle;
         }
     }
+
+    /// <summary>Whether the handle was disposed (or finalized). The fd itself is closed when the last reference
+    /// taken by a call in flight or a mapping made through it is dropped; from the dispose on, new calls fail with
+    /// <see cref="ObjectDisposedException"/>.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0 || IsClosed;
 
     /// <summary>The fd number kept after close (the key of an exported dma-buf's wait).</summary>
     internal int Number => (int)handle;
@@ -45,31 +51,18 @@ public sealed class GuestFdHandle : SafeHandle
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
     internal FdLease Lease()
     {
-        bool added = false;
-        try
-        {
-            DangerousAddRef(ref added);
-        }
-        catch (ObjectDisposedException)
-        {
-            throw new ObjectDisposedException(_owner);
-        }
+        ObjectDisposedException.ThrowIf(!TryAddRef(), _owner);
         return new FdLease(this, (int)handle);
     }
 
-    /// <summary>Takes a reference unless the handle is closed; false when closed.</summary>
-    internal bool TryAddRef()
+    /// <summary>Takes a reference unless the handle is disposed; false when disposed.</summary>
+    internal bool TryAddRef() => SafeHandleRefs.TryAddRef(this, ref _disposed);
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
     {
-        bool added = false;
-        try
-        {
-            DangerousAddRef(ref added);
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-        return added;
+        Interlocked.Exchange(ref _disposed, 1);
+        base.Dispose(disposing);
     }
 
     /// <inheritdoc/>
@@ -83,6 +76,33 @@ public sealed class GuestFdHandle : SafeHandle
         catch (ObjectDisposedException)
         {
             // The process object was disposed first (it closed the fd itself); a finalizer must not throw.
+        }
+        return true;
+    }
+}
+
+/// <summary>References on the typed API's handles that respect their own disposed flag: SafeHandle itself refuses
+/// new references only once the handle is closed, which it is not while an older reference is held.</summary>
+internal static class SafeHandleRefs
+{
+    /// <summary>Adds a reference unless <paramref name="disposed"/> is set (before or right after the add).</summary>
+    public static bool TryAddRef(SafeHandle handle, ref int disposed)
+    {
+        if (Volatile.Read(ref disposed) != 0) return false;
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        if (!added) return false;
+        if (Volatile.Read(ref disposed) != 0)
+        {
+            handle.DangerousRelease();
+            return false;
         }
         return true;
     }

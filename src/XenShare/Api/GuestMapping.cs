@@ -31,6 +31,7 @@ internal sealed class GuestMappingHandle : SafeHandle
     private readonly AfterUnmap _after;
     private readonly ulong _index;
     private readonly int _pages;
+    private int _disposed;
 
     /// <summary>Takes ownership of <paramref name="length"/> bytes at <paramref name="address"/>. A
     /// <paramref name="device"/> must already carry a reference taken for this handle
@@ -64,14 +65,27 @@ internal sealed class GuestMappingHandle : SafeHandle
     /// <inheritdoc/>
     public override bool IsInvalid => handle == 0;
 
+    /// <summary>Whether the mapping was disposed (or finalized); it is unmapped once the last pin is released.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0 || IsClosed;
+
     /// <summary>The address, or <see cref="ObjectDisposedException"/> once disposed.</summary>
     public long CheckedAddress
     {
         get
         {
-            ObjectDisposedException.ThrowIf(IsClosed, Owner);
+            ObjectDisposedException.ThrowIf(IsDisposed, Owner);
             return handle;
         }
+    }
+
+    /// <summary>Adds a user (a pin) unless disposed.</summary>
+    public bool TryAddRef() => SafeHandleRefs.TryAddRef(this, ref _disposed);
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        Interlocked.Exchange(ref _disposed, 1);
+        base.Dispose(disposing);
     }
 
     /// <inheritdoc/>
@@ -129,15 +143,7 @@ internal sealed unsafe class MappedMemory : MemoryManager<byte>
     {
         ArgumentOutOfRangeException.ThrowIfNegative(elementIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(elementIndex, _mapping.Length);
-        bool added = false;
-        try
-        {
-            _mapping.DangerousAddRef(ref added);
-        }
-        catch (ObjectDisposedException)
-        {
-            throw new ObjectDisposedException(_mapping.Owner);
-        }
+        ObjectDisposedException.ThrowIf(!_mapping.TryAddRef(), _mapping.Owner);
         return new MemoryHandle((byte*)_mapping.Address + elementIndex, default, this);
     }
 

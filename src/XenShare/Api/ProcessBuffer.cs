@@ -33,7 +33,7 @@ public sealed class ProcessBuffer : IDisposable
     public int Length => _mapping.Length;
 
     /// <summary>Whether the buffer was disposed.</summary>
-    public bool IsDisposed => _mapping.IsClosed;
+    public bool IsDisposed => _mapping.IsDisposed;
 
     /// <summary>The memory.</summary>
     public Memory<byte> Memory => _memory.Memory;

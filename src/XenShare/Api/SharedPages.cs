@@ -36,7 +36,7 @@ public sealed class SharedPages : IDisposable
     public int Length => _refs.Length * XenPage.Size;
 
     /// <summary>Whether the pages were disposed.</summary>
-    public bool IsDisposed => _mapping.IsClosed;
+    public bool IsDisposed => _mapping.IsDisposed;
 
     /// <summary>The address in this process.</summary>
     /// <exception cref="ObjectDisposedException">The pages were disposed.</exception>

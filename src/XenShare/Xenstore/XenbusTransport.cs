@@ -56,7 +56,7 @@ internal sealed class XenbusTransport : IXenstoreTransport
             if (n < 0)
             {
                 // A read failing because Dispose closed the fd under it is the end, not a fault.
-                ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+                ObjectDisposedException.ThrowIf(_handle.IsDisposed, this);
                 throw TransportFailure(n, "read(" + DevicePath + ")");
             }
             return ValueTask.FromResult((int)n);
