@@ -61,7 +61,7 @@ internal static class DisplayBackendCommand
     /// DP item observed passed, 1 on a failure or when this is not a Xen domain.</summary>
     internal static async Task<int> RunAsync(Settings settings, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        if (!NativeXen.IsXenGuest)
+        if (!OperatingSystem.IsLinux() || !NativeXen.IsXenGuest)
         {
             await error.WriteLineAsync($"display-backend: needs a Xen domain with {NativeXen.GntDevPath} (and /dev/xen/xenbus); see `xenshare info`.").ConfigureAwait(false);
             return 1;

@@ -26,7 +26,7 @@ internal static class InfoCommand
         command.SetAction(parseResult =>
         {
             TextWriter output = parseResult.InvocationConfiguration.Output;
-            NativeXenProbe? probe = NativeXen.IsXenGuest ? NativeXen.Probe() : null;
+            NativeXenProbe? probe = OperatingSystem.IsLinux() && NativeXen.IsXenGuest ? NativeXen.Probe() : null;
             var limits = EmulatedLimits.Read();
             output.WriteLine(parseResult.GetValue(json) ? ToJson(probe, limits) : ToText(probe, limits));
             return 0;

@@ -60,7 +60,7 @@ internal sealed class ContiguousHeapAllocator : IDisplifBufferAllocator, IDispos
 
         public IReadOnlyList<GrantRef> SourceRefs => [];
 
-        public Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout)
+        public Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
         {
             Close();   // see the class remarks: the release itself is the kernel's business
             return Task.FromResult(true);

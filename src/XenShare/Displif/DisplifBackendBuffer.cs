@@ -32,7 +32,7 @@ internal sealed class DisplifBackendBuffer
     /// <summary>Ends the frontend's grants, starts the release wait while the fd is open (gotcha 5), closes
     /// the fd; the task ends when the dma-buf is released (true) or <paramref name="timeout"/> passed, and
     /// frees a local backing afterwards either way.</summary>
-    public async Task<bool> ReleaseAsync(TimeSpan timeout)
+    public async Task<bool> ReleaseAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         if (FrontendImport is not null)
         {
@@ -50,7 +50,7 @@ internal sealed class DisplifBackendBuffer
         {
             try
             {
-                return await Local.CloseAndWaitReleasedAsync(timeout).ConfigureAwait(false);
+                return await Local.CloseAndWaitReleasedAsync(timeout, cancellationToken).ConfigureAwait(false);
             }
             finally
             {
@@ -62,7 +62,7 @@ internal sealed class DisplifBackendBuffer
         Task<bool> wait;
         try
         {
-            wait = export.WaitForReleaseAsync(timeout);
+            wait = export.WaitForReleaseAsync(timeout, cancellationToken);
         }
         finally
         {

@@ -320,7 +320,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(framebuffer);
         var channel = Channel(connector);
-        Task flipped = channel.WaitForFlipAsync(framebuffer.Cookie);
+        Task flipped = channel.WaitForFlipAsync(framebuffer.Cookie, cancellationToken);
         try
         {
             var request = new xendispl_req { operation = DisplifAbi.XENDISPL_OP_PG_FLIP };
@@ -332,7 +332,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
             channel.ForgetFlip(flipped);
             throw;
         }
-        await flipped.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await flipped.ConfigureAwait(false);   // cancellation ends it and forgets the waiter
     }
 
     /// <summary>FB_DETACH (DP04).</summary>

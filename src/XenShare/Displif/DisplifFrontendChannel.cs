@@ -110,11 +110,22 @@ internal sealed class DisplifFrontendChannel : IDisposable
         }
     }
 
-    /// <summary>A task that completes at the next XENDISPL_EVT_PG_FLIP for <paramref name="fbCookie"/>.</summary>
-    public Task WaitForFlipAsync(ulong fbCookie)
+    /// <summary>A task that completes at the next XENDISPL_EVT_PG_FLIP for <paramref name="fbCookie"/>;
+    /// cancelling ends the wait (and forgets the waiter) with <see cref="OperationCanceledException"/>.</summary>
+    public Task WaitForFlipAsync(ulong fbCookie, CancellationToken cancellationToken = default)
     {
+        if (cancellationToken.IsCancellationRequested) return Task.FromCanceled(cancellationToken);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_ringLock) _flipWaiters.Add((fbCookie, done));
+        if (cancellationToken.CanBeCanceled)
+        {
+            var registration = cancellationToken.Register(() =>
+            {
+                if (done.TrySetCanceled(cancellationToken)) ForgetFlip(done.Task);
+            });
+            _ = done.Task.ContinueWith(static (_, r) => ((CancellationTokenRegistration)r!).Dispose(), registration,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
         return done.Task;
     }
 

@@ -74,10 +74,10 @@ public sealed class GntAllocBufferAllocator : IDisplifBufferAllocator, IDisposab
 
         public IReadOnlyList<GrantRef> SourceRefs => refs;
 
-        public async Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout)
+        public async Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
         {
-            if (!export.IsOpen) return await export.WaitForReleaseAsync(timeout).ConfigureAwait(false);
-            Task<bool> wait = export.WaitForReleaseAsync(timeout);   // gotcha 5: the fd is open when the wait starts
+            if (!export.IsOpen) return await export.WaitForReleaseAsync(timeout, cancellationToken).ConfigureAwait(false);
+            Task<bool> wait = export.WaitForReleaseAsync(timeout, cancellationToken);   // gotcha 5: the fd is open when the wait starts
             export.Close();
             return await wait.ConfigureAwait(false);
         }

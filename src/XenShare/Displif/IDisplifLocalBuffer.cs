@@ -23,7 +23,8 @@ public interface IDisplifLocalBuffer : IDisposable
 
     /// <summary>Starts waiting for the dma-buf's release while the fd is still open (EXP_WAIT_RELEASED finds
     /// the buffer by fd: gotcha 5), closes the fd, and waits at most <paramref name="timeout"/>.</summary>
-    /// <param name="timeout">How long to wait.</param>
+    /// <param name="timeout">How long to wait (<see cref="Timeout.InfiniteTimeSpan"/>: until the release).</param>
+    /// <param name="cancellationToken">Ends the caller's wait (the fd is closed either way).</param>
     /// <returns>True when the dma-buf was released in time.</returns>
-    Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout);
+    Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout, CancellationToken cancellationToken = default);
 }

@@ -34,6 +34,7 @@ namespace XenShare.Native;
 /// <para>Calling a member after <see cref="Dispose"/> throws <see cref="ObjectDisposedException"/>: that is
 /// a programming error, not bad input.</para>
 /// </remarks>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class LinuxGuestProcess : IGuestProcess
 {
     /// <summary>The mode passed with every open(2): used only with O_CREAT/O_TMPFILE, filtered by umask,

@@ -23,6 +23,7 @@ public static class NativeXen
     /// <summary>Probes the three device files (exists, opens read-write) and the gntdev dma-buf ioctls:
     /// IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED for fd 0x7fffffff with wait_to_ms 0 answers ENOENT when the
     /// ioctls are compiled in and ENOTTY when not. Never throws for a missing device.</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public static NativeXenProbe Probe()
     {
         using var process = new LinuxGuestProcess();
@@ -46,6 +47,7 @@ public static class NativeXen
         };
     }
 
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static int OpenResult(LinuxGuestProcess process, int fd)
     {
         if (fd < 0)
