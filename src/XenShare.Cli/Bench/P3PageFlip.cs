@@ -127,7 +127,7 @@ internal sealed class P3PageFlip : BenchTarget
                     _pages.Add(shared);
                     _buffers[s][b] = shared;
                     TestPattern.Draw(shared.Memory.Span, w, h, w * 4, b, b);
-                    var export = _gnt.ExportDmaBuf(guest.Id, [.. shared.Refs], DmaBufBacking.WriteCombine);
+                    var export = _gnt.ExportDmaBuf(guest.Id, shared.Refs, DmaBufBacking.WriteCombine);
                     _exports.Add(export);
                     _framebuffers[s][b] = _display.Import(export.Fd, w, h, w * 4);
                 }

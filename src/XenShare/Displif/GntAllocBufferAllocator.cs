@@ -44,9 +44,8 @@ public sealed class GntAllocBufferAllocator : IDisplifBufferAllocator, IDisposab
         SharedPages pages = _sharer.Share(Self, pageCount);
         try
         {
-            GrantRef[] refs = [.. pages.Refs];
-            ExportedDmaBuf export = _gntdev.ExportDmaBuf(Self, refs);
-            return new Buffer(pages, export, refs, Self);
+            ExportedDmaBuf export = _gntdev.ExportDmaBuf(Self, pages.Refs);
+            return new Buffer(pages, export, pages.Refs, Self);
         }
         catch
         {
@@ -62,7 +61,7 @@ public sealed class GntAllocBufferAllocator : IDisplifBufferAllocator, IDisposab
         _sharer.Dispose();
     }
 
-    private sealed class Buffer(SharedPages pages, ExportedDmaBuf export, GrantRef[] refs, DomainId self) : IDisplifLocalBuffer
+    private sealed class Buffer(SharedPages pages, ExportedDmaBuf export, GrantRefs refs, DomainId self) : IDisplifLocalBuffer
     {
         private int _disposed;
 

@@ -93,8 +93,7 @@ public sealed class GntDevImportSink : IDisplaySink, IDisposable
             {
                 try
                 {
-                    GrantRef[] refs = [.. import.Refs];
-                    map = _gntdev.Map(Self, refs, writable: false);
+                    map = _gntdev.Map(Self, import.Refs, writable: false);
                 }
                 catch (XenShareException)
                 {
