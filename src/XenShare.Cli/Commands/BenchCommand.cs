@@ -1,10 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Spectre.Console;
 using XenShare.Cli.Bench;
+using XenShare.Cli.Json;
 
 namespace XenShare.Cli.Commands;
 
@@ -89,50 +88,24 @@ internal static class BenchCommand
         return failed.Count == 0 ? text : text + " (" + string.Join(", ", failed) + ")";
     }
 
-    /// <summary>The rows as an indented JSON array.</summary>
-    internal static string ToJson(IEnumerable<BenchRow> rows)
+    /// <summary>The rows as an indented JSON array (System.Text.Json source generation, <see cref="CliJsonContext"/>).</summary>
+    internal static string ToJson(IEnumerable<BenchRow> rows) =>
+        JsonSerializer.Serialize<IReadOnlyList<BenchRow>>([.. rows], CliJsonContext.Relaxed.IReadOnlyListBenchRow);
+
+    private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows) => CliConsole.Create(output).Write(Table(rows));
+
+    /// <summary>The rows as a table that reads well in 100 columns (the long "what" texts wrap).</summary>
+    internal static Table Table(IReadOnlyList<BenchRow> rows)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-        {
-            writer.WriteStartArray();
-            foreach (var row in rows)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("id", row.Id);
-                writer.WriteString("what", row.What);
-                writer.WriteNumber("value", row.Value);
-                writer.WriteString("unit", row.Unit);
-                writer.WriteNumber("baseline", row.Baseline);
-                writer.WriteString("baselineUnit", row.BaselineUnit);
-                writer.WriteNumber("ratio", row.Ratio);
-                writer.WriteString("target", row.Target);
-                writer.WriteBoolean("pass", row.Pass);
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
-
-    private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows)
-    {
-        var consoleOutput = new AnsiConsoleOutput(output);
-        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = consoleOutput,
-            Ansi = consoleOutput.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = consoleOutput.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        });
-        if (!consoleOutput.IsTerminal)
-        {
-            console.Profile.Width = 200;
-        }
-
+        ArgumentNullException.ThrowIfNull(rows);
         var table = new Table().Title("performance targets (same-run ratios)");
-        table.AddColumns("id", "what", "value", "baseline", "ratio", "target", "pass");
+        table.AddColumn("id");
+        table.AddColumn("what");
+        table.AddColumn(new TableColumn("value").RightAligned());
+        table.AddColumn(new TableColumn("baseline").RightAligned());
+        table.AddColumn(new TableColumn("ratio").RightAligned());
+        table.AddColumn("target");
+        table.AddColumn("pass");
         foreach (var row in rows)
         {
             table.AddRow(
@@ -145,7 +118,7 @@ internal static class BenchCommand
                 new Text(row.Pass ? "pass" : "FAIL"));
         }
 
-        console.Write(table);
+        return table;
     }
 
     private static string Number(double value) =>
