@@ -1,13 +1,20 @@
 namespace XenShare.Cli.Demo;
 
-/// <summary>What a run of <see cref="DemoScene"/> did and measured.</summary>
+/// <summary>What a run of <see cref="DemoScene"/> did and measured: the run itself (its options' display path, the
+/// files it wrote) and, in <see cref="Comparison"/>, the same frames on the other display path (nothing written, the
+/// PNGs only hashed).</summary>
 internal sealed record DemoResult
 {
     /// <summary>The options of the run.</summary>
     public required DemoOptions Options { get; init; }
 
-    /// <summary>Page flips completed (requested, scanned out, answered).</summary>
+    /// <summary>Page flips completed (requested, shown, answered: the frontend saw the completion).</summary>
     public required int FramesCompleted { get; init; }
+
+    /// <summary>Frames the display showed (SET_CONFIG with a framebuffer, and PG_FLIP). When a run is cancelled this
+    /// can be one more than <see cref="FramesCompleted"/>: the display showed the last frame (and wrote its PNG) but the
+    /// frontend stopped before it saw the completion.</summary>
+    public int FramesPresented { get; init; }
 
     /// <summary>True when the run was cancelled before every frame was shown.</summary>
     public required bool Cancelled { get; init; }
@@ -69,6 +76,39 @@ internal sealed record DemoResult
     /// <summary>The contact sheet, or null (cancelled, or nothing to show).</summary>
     public required string? ContactSheet { get; init; }
 
+    /// <summary>The stamp on the contact sheet, line by line as drawn (the mode and the counters); empty without a
+    /// sheet.</summary>
+    public IReadOnlyList<string> ContactSheetCaption { get; init; } = [];
+
+    /// <summary>The same frames on the other display path (GRANT_COPY after scan-out, scan-out after GRANT_COPY), run
+    /// after this one in the same process, writing no files; null when not run (<c>--no-compare</c>, or this run was
+    /// cancelled).</summary>
+    public DemoResult? Comparison { get; init; }
+
+    /// <summary>PNG files of this run whose frame the comparison also encoded (PNG writing excluded from either
+    /// timing).</summary>
+    public int PngsCompared { get; init; }
+
+    /// <summary>Of <see cref="PngsCompared"/>, those byte-identical in both modes (same hash): the same pixels reach
+    /// the display either way; only who copies them differs.</summary>
+    public int PngsIdentical { get; init; }
+
+    /// <summary>The run (this one or the comparison) on the dma-buf scan-out path, or null.</summary>
+    public DemoResult? ScanoutRun => !Options.Copy ? this : Comparison is { Options.Copy: false } c ? c : null;
+
+    /// <summary>The run (this one or the comparison) on the GRANT_COPY path, or null.</summary>
+    public DemoResult? CopyRun => Options.Copy ? this : Comparison is { Options.Copy: true } c ? c : null;
+
+    /// <summary>Median display-path time per flip of GRANT_COPY over that of dma-buf scan-out, both measured in this
+    /// run over the same frames; null unless both showed frames.</summary>
+    public double? CopyToScanoutRatio =>
+        ScanoutRun is { FramesCompleted: > 0, MicrosecondsPerFlip: > 0 } scan && CopyRun is { FramesCompleted: > 0 } copy
+            ? copy.MicrosecondsPerFlip / scan.MicrosecondsPerFlip
+            : null;
+
+    /// <summary>True when this run or the comparison was cancelled.</summary>
+    public bool AnyCancelled => Cancelled || Comparison?.Cancelled == true;
+
     /// <summary>Whether every DBUF_DESTROY was answered with success, i.e. the backend released every buffer in
     /// time.</summary>
     public required bool Released { get; init; }
@@ -95,10 +135,6 @@ internal sealed record DemoResult
     /// <summary>CPU bytes copied per frame on the display path.</summary>
     public double CpuBytesPerFrame => FramesCompleted == 0 ? 0 : (double)CpuBytesCopied / FramesCompleted;
 
-    /// <summary>CPU bytes per frame the other mode copies, from the frame geometry: 0 for zero-copy, one frame for
-    /// copy mode.</summary>
-    public long OtherModeCpuBytesPerFrame => Options.Copy ? 0 : Options.FrameBytes;
-
-    /// <summary>True when the run finished, every buffer was released and the leak check is clean.</summary>
-    public bool Clean => Released && Leaks.Count == 0;
+    /// <summary>True when every buffer was released and the leak check is clean, in this run and the comparison.</summary>
+    public bool Clean => Released && Leaks.Count == 0 && (Comparison?.Clean ?? true);
 }
