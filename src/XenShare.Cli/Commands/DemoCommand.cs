@@ -363,7 +363,7 @@ internal static class DemoCommand
         Row("zero copy", r => r.ZeroCopy ? "yes" : r.Options.Copy ? "no: the backend copies every frame" : "no");
         Row("PNG files", r => ReferenceEquals(r, result)
             ? string.Create(c, $"{r.PngFiles.Count} written")
-            : string.Create(c, $"{result.PngsCompared} encoded, not written: {result.PngsIdentical} byte-identical"));
+            : string.Create(c, $"{r.PngsEncoded} encoded, not written; {result.PngsIdentical} of {result.PngsCompared} byte-identical to this run's"));
         if (result.CopyToScanoutRatio is { } ratio)
         {
             table.Caption(string.Create(c, $"GRANT_COPY takes {ratio:0.00} x the time per flip of dma-buf scan-out (medians, same frames, same run)"));
@@ -371,6 +371,10 @@ internal static class DemoCommand
         else if (runs.Length == 1)
         {
             table.Caption("run without --no-compare to time the other display path over the same frames");
+        }
+        else if (result.ScanoutRun is { FramesCompleted: 0 })
+        {
+            table.Caption("no ratio: dma-buf scan-out showed no frame (see the mapping errors)");
         }
         return table;
     }
@@ -383,6 +387,11 @@ internal static class DemoCommand
         var c = CultureInfo.InvariantCulture;
         var notes = new List<string>();
         if (result.Advice is { } advice) notes.Add("note: " + advice);
+        if (result.ScanoutRun is { FramesCompleted: 0, MappingErrors: > 0 } && result.CopyRun is { FramesCompleted: > 0 } copied)
+        {
+            notes.Add(string.Create(c,
+                $"note: GRANT_COPY showed all {copied.FramesCompleted} frames where the scan-out showed none: it copies every frame into the backend's own memory, which its display can always reach - at {copied.CpuBytesPerFrame:N0} CPU bytes per frame."));
+        }
         if (result.Comparison is not null && result.PngsCompared > 0)
         {
             if (result.PngsIdentical == result.PngsCompared && result.ScanoutRun is { } scan && result.CopyRun is { } copy)

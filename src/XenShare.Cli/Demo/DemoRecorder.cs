@@ -53,6 +53,15 @@ internal sealed class DemoRecorder
         }
     }
 
+    /// <summary>PNGs encoded (into files, or into hashes only).</summary>
+    public int PngsEncoded
+    {
+        get
+        {
+            lock (_gate) return _pngHashes.Count(h => h is not null);
+        }
+    }
+
     /// <summary>Frames the display handed to the recorder (each one it showed).</summary>
     public int FramesRecorded => Volatile.Read(ref _recorded);
 

@@ -70,6 +70,9 @@ internal sealed record DemoResult
     /// <summary>Frames the scan-out engine read in place (zero-copy mode).</summary>
     public required long ZeroCopyFrames { get; init; }
 
+    /// <summary>PNGs encoded: the files written, or in the comparison pass the frames encoded into a hash only.</summary>
+    public int PngsEncoded { get; init; }
+
     /// <summary>PNG files written, in frame order.</summary>
     public required IReadOnlyList<string> PngFiles { get; init; }
 

@@ -220,6 +220,7 @@ internal static class DemoScene
                 ScanoutSegments = scanout?.SegmentCounts ?? [],
                 ZeroCopyFrames = stats?.ZeroCopyFrames ?? 0,
                 PngFiles = recorder.PngFiles,
+                PngsEncoded = recorder.PngsEncoded,
                 ContactSheet = null,
                 Released = frontend.Released,
                 Leaks = leaks,

@@ -28,6 +28,7 @@ internal static class SampleDemo
             GrantOpsPerFrame = o.Copy ? o.PagesPerBuffer : 0,
             ScanoutSegments = o.Copy ? [] : Enumerable.Repeat(1, o.Buffers).ToList(),
             ZeroCopyFrames = o.Copy ? 0 : frames,
+            PngsEncoded = frames,
             PngFiles = o.Copy || frames == 0 ? [] : [Path.Combine(folder, DemoOptions.FrameFileName(0)), Path.Combine(folder, DemoOptions.FrameFileName(frames - 1))],
             ContactSheet = frames == 0 ? null : Path.Combine(folder, DemoOptions.ContactSheetFileName),
             Released = true,

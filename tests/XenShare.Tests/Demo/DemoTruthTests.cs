@@ -93,6 +93,9 @@ public sealed class DemoTruthTests : IDisposable
         // frame, has the same bytes.
         Assert.Equal(o.Frames, result.PngsCompared);
         Assert.Equal(o.Frames, result.PngsIdentical);
+        Assert.Equal(o.Frames, result.PngsEncoded);
+        Assert.Equal(o.Frames, comparison.PngsEncoded);
+        Assert.Empty(comparison.PngFiles);
 
         // The comparison wrote nothing: the folder holds the run's frames, its contact sheet and the marker.
         Assert.Equal(
@@ -120,6 +123,29 @@ public sealed class DemoTruthTests : IDisposable
         Assert.Contains("GRANT_COPY takes " + result.CopyToScanoutRatio.Value.ToString("0.00", CultureInfo.InvariantCulture) + " x the time per flip", text, StringComparison.Ordinal);
         Assert.Contains($"byte for byte ({o.Frames} of {o.Frames} compared)", text, StringComparison.Ordinal);
         Assert.Contains("who copies them", text, StringComparison.Ordinal);
+    }
+
+    /// <summary>Where zero copy is impossible (dom0's display cannot map 640x480 scattered buffers), the comparison
+    /// still shows every frame by GRANT_COPY; there is no ratio, and the output says why.</summary>
+    [Fact]
+    public void WhereTheDisplayCannotMapTheBuffers_TheComparisonShowsWhatCopyingDoes()
+    {
+        var o = Options("dom0-large", frames: 3, backend: DemoBackendDomain.Dom0, fragmented: true, width: 640, height: 480);
+        var result = Run(o);
+        Assert.Equal(0, result.FramesCompleted);
+        Assert.Equal(o.Buffers, result.MappingErrors);
+        var comparison = Assert.IsType<DemoResult>(result.Comparison);
+        Assert.Equal(o.Frames, comparison.FramesCompleted);
+        Assert.Equal(o.Frames * o.FrameBytes, comparison.CpuBytesCopied);
+        Assert.Null(result.CopyToScanoutRatio);
+        Assert.Equal(0, result.PngsCompared);
+        Assert.Equal(o.Frames, comparison.PngsEncoded);
+        string text = Normalize(CliConsole.Render(DemoCommand.DisplayPathTable(result)) + " " + string.Join(" ", DemoCommand.Notes(result)));
+        Assert.Contains("no ratio: dma-buf scan-out showed no frame", text, StringComparison.Ordinal);
+        Assert.Contains($"GRANT_COPY showed all {o.Frames} frames where the scan-out showed none", text, StringComparison.Ordinal);
+        Assert.Contains("--backend-domain driver", text, StringComparison.Ordinal);
+        Assert.True(result.Clean);
+        Assert.Empty(comparison.Leaks);
     }
 
     /// <summary>Without the comparison there is one path and no ratio, and the table says how to get one.</summary>
