@@ -15,6 +15,9 @@ internal static class BenchCommand
     /// <summary>Exit code of <c>--fail-on-miss</c> when a target was missed.</summary>
     public const int MissExitCode = 3;
 
+    /// <summary>What every run says last: where each target is explained.</summary>
+    internal const string DocsLine = "what each target measures, its baseline, and why the emulator's figures are not real Xen's: docs/performance.md";
+
     /// <summary>What every run says first: what is measured.</summary>
     internal const string Scope = "bench measures XenShare's emulated Xen host in this process (not a real Xen system): each target is a ratio against a baseline taken in the same run";
 
@@ -37,7 +40,7 @@ internal static class BenchCommand
         {
             Description = "Exit with code 3 when a target is missed (default: report only, exit 0).",
         };
-        var command = new Command("bench", "Measure the performance targets (" + string.Join(", ", BenchTargets.All.Select(t => t.Id)) + ") against baselines measured in the same run.");
+        var command = new Command("bench", "Measure the performance targets (" + string.Join(", ", BenchTargets.All.Select(t => t.Id)) + ") on the emulated Xen host in this process, each against a baseline measured in the same run. Run it from a Release build (dotnet run -c Release --project src/XenShare.Cli -- bench). Every target is explained in docs/performance.md.");
         command.Options.Add(json);
         command.Options.Add(only);
         command.Options.Add(quick);
@@ -69,6 +72,7 @@ internal static class BenchCommand
                 WriteTable(output, rows);
                 output.WriteLine(Summary(rows));
             }
+            notes.WriteLine(DocsLine);
 
             return parseResult.GetValue(failOnMiss) && rows.Any(r => !r.Pass) ? MissExitCode : 0;
         });
@@ -94,32 +98,37 @@ internal static class BenchCommand
 
     private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows) => CliConsole.Create(output).Write(Table(rows));
 
-    /// <summary>The rows as a table that reads well in 100 columns (the long "what" texts wrap).</summary>
+    /// <summary>The rows as a table that reads well in 100 columns: the value and its baseline share a column (one
+    /// under the other), so the long "what" texts get the room.</summary>
     internal static Table Table(IReadOnlyList<BenchRow> rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
         var table = new Table().Title("performance targets (same-run ratios)");
-        table.AddColumn("id");
+        table.AddColumn(new TableColumn("id").NoWrap());
         table.AddColumn("what");
-        table.AddColumn(new TableColumn("value").RightAligned());
-        table.AddColumn(new TableColumn("baseline").RightAligned());
-        table.AddColumn(new TableColumn("ratio").RightAligned());
-        table.AddColumn("target");
-        table.AddColumn("pass");
+        table.AddColumn(new TableColumn("value vs baseline").RightAligned());
+        table.AddColumn(new TableColumn("ratio").RightAligned().NoWrap());
+        table.AddColumn(new TableColumn("target").NoWrap());
+        table.AddColumn(new TableColumn("pass").NoWrap());
         foreach (var row in rows)
         {
             table.AddRow(
                 new Text(row.Id),
                 new Text(row.What),
-                new Text(Number(row.Value) + " " + row.Unit),
-                new Text(Number(row.Baseline) + " " + row.BaselineUnit),
-                new Text(row.Ratio.ToString("0.###", CultureInfo.InvariantCulture)),
+                new Text(Number(row.Value) + " " + row.Unit + "\nvs " + Number(row.Baseline) + " " + row.BaselineUnit),
+                new Text(Ratio(row.Ratio)),
                 new Text(row.Target),
                 new Text(row.Pass ? "pass" : "FAIL"));
         }
 
         return table;
     }
+
+    /// <summary>A ratio with the digits that matter: 0.25, 2.898, 0.00035 (never a bare 0 for a small ratio).</summary>
+    internal static string Ratio(double ratio) =>
+        ratio == 0 || Math.Abs(ratio) >= 0.01
+            ? ratio.ToString("0.###", CultureInfo.InvariantCulture)
+            : ratio.ToString("G2", CultureInfo.InvariantCulture);
 
     private static string Number(double value) =>
         value.ToString(Math.Abs(value) >= 100 ? "0" : Math.Abs(value) >= 10 ? "0.0" : "0.##", CultureInfo.InvariantCulture);
