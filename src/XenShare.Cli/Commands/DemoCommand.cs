@@ -14,8 +14,8 @@ namespace XenShare.Cli.Commands;
 /// SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to the emulated display, which scans
 /// every frame out in place into a PNG file, with no CPU copy. <c>--be-alloc</c>: the backend allocates the
 /// framebuffers (contiguous DMA memory) and grants them to domU. <c>--copy</c> runs the same scene with a
-/// GRANT_COPY display instead. Then the same frames run on the other display path, writing nothing, so that both
-/// paths are timed in one run and their PNGs compared (<c>--no-compare</c> skips it).</summary>
+/// GRANT_COPY display instead. Then the same frames run on both display paths, writing nothing, so that both paths
+/// are timed alike in one run and their PNGs compared (<c>--no-compare</c> skips it).</summary>
 internal static class DemoCommand
 {
     /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT).</summary>
@@ -41,16 +41,16 @@ internal static class DemoCommand
         var buffers = new Option<int>("--buffers") { CustomParser = r => WholeNumber(r, "--buffers", defaults.Buffers), Description = $"Framebuffers the guest cycles through (1 to {DemoOptions.MaxBuffers}).", DefaultValueFactory = _ => defaults.Buffers };
         var output = new Option<string>("--out") { Description = $"Output folder for frame_NNNN.png and contact_sheet.png. The demo lists what it writes there in {DemoOutputFolder.MarkerName} and deletes only those files before its next run; a folder holding other files is refused (exit code 2) unless --force is given.", DefaultValueFactory = _ => defaults.OutputDirectory };
         var force = new Option<bool>("--force") { Description = "Write into an --out folder that holds files the demo did not write: they are kept, and any named like the demo's files (frame_NNNN.png, contact_sheet.png) are overwritten." };
-        var noCompare = new Option<bool>("--no-compare") { Description = "Skip the comparison pass (the same frames on the other display path - GRANT_COPY after zero copy, zero copy after --copy - timed in the same run, PNGs compared byte for byte, nothing written)." };
+        var noCompare = new Option<bool>("--no-compare") { Description = "Skip the timing passes (the same frames on this display path and on the other one - GRANT_COPY after zero copy, zero copy after --copy - timed alike in the same run, PNGs compared byte for byte, nothing written)." };
         var copy = new Option<bool>("--copy") { Description = "Use the copying path (GRANT_COPY of every frame into a dom0 buffer) instead of zero-copy dma-buf scan-out, for comparison." };
         var beAlloc = new Option<bool>("--be-alloc") { Description = "Backend-allocated framebuffers (be-alloc = 1): dom0 allocates contiguous DMA memory, grants it to domU (IMP_TO_REFS), domU maps it and draws into it." };
         var pngEvery = new Option<int>("--png-every") { CustomParser = r => WholeNumber(r, "--png-every", 1), Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
         var backendDomain = new Option<string>("--backend-domain") { Description = "Where the display backend and its display run: 'driver' (default: a display driver domain, not direct-mapped, its display behind the SMMU, as zero-copy display backends run on Arm) or 'dom0' (direct-mapped: its display sees machine addresses through the Xen swiotlb).", DefaultValueFactory = _ => "driver" };
         backendDomain.AcceptOnlyFromAmong("driver", "dom0");
         var fragmented = new Option<bool>("--fragmented") { Description = "Place machine memory deliberately fragmented (no two consecutive guest frames of a domU are machine-consecutive) instead of Xen's 2 MiB extents." };
-        var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, scanout_us_per_flip, copy_us_per_flip, copy_to_scanout_ratio, comparison, ...) instead of the tables." };
+        var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, scanout_us_per_flip, copy_us_per_flip, copy_to_scanout_ratio, timed, comparison, ...) instead of the tables." };
 
-        var command = new Command("demo", "The main job: a para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and the backend (in a display driver domain, or dom0 with --backend-domain dom0) walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to its display device, which maps it as Linux on Xen would (in place, bounced, or refused) and scans every frame out into a PNG file. Then the same frames run on the other display path (GRANT_COPY, or zero copy after --copy) writing nothing, so both are timed in one run, PNG work excluded. Prints the summary tables (or --json) with the copies, mapping errors and times per flip, and writes a contact sheet stamped with the mode and the counters. Exit codes: 0 done, 1 bad options or a failure, 2 --out refused or an unclean teardown, 130 Ctrl+C (SIGINT), 143 SIGTERM.");
+        var command = new Command("demo", "The main job: a para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and the backend (in a display driver domain, or dom0 with --backend-domain dom0) walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to its display device, which maps it as Linux on Xen would (in place, bounced, or refused) and scans every frame out into a PNG file. Then the same frames run on both display paths (zero copy and GRANT_COPY) writing nothing, so both are timed alike in one run, PNG work excluded. Prints the summary tables (or --json) with the copies, mapping errors and times per flip, and writes a contact sheet stamped with the mode and the counters. Exit codes: 0 done, 1 bad options or a failure, 2 --out refused or an unclean teardown, 130 Ctrl+C (SIGINT), 143 SIGTERM.");
         foreach (var option in new Option[] { width, height, frames, buffers, output, force, beAlloc, copy, pngEvery, backendDomain, fragmented, noCompare, json }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -158,14 +158,17 @@ internal static class DemoCommand
             .StartAsync(async ctx =>
             {
                 var main = ctx.AddTask(string.Create(CultureInfo.InvariantCulture, $"{options.Width}x{options.Height} {Mode(options)}"), maxValue: options.Frames);
-                var comparison = options.Compare
-                    ? ctx.AddTask("comparison: " + Mode(options.ComparisonOptions) + ", nothing written", autoStart: false, maxValue: options.Frames)
-                    : null;
+                var timing = options.Compare
+                    ? new[] { options, options.ComparisonOptions }.ToDictionary(
+                        o => o.Copy,
+                        o => ctx.AddTask("timing: " + PathName(o) + ", nothing written", autoStart: false, maxValue: options.Frames))
+                    : [];
                 var run = Task.Run(
-                    () => DemoScene.RunAsync(options, done => main.Value = done, done =>
+                    () => DemoScene.RunAsync(options, done => main.Value = done, (pass, done) =>
                     {
-                        comparison?.StartTask();
-                        comparison?.Value = done;
+                        var task = timing[pass.Copy];
+                        task.StartTask();
+                        task.Value = done;
                     }, cancellationToken),
                     CancellationToken.None);
                 while (!run.IsCompleted)
@@ -184,7 +187,7 @@ internal static class DemoCommand
         await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
             $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {Mode(options)}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
         if (options.Compare)
-            await output.WriteLineAsync($"then the same frames again for comparison, nothing written: {Mode(options.ComparisonOptions)}").ConfigureAwait(false);
+            await output.WriteLineAsync($"then the same frames on both display paths for the timing, nothing written: {PathName(options)}, {PathName(options.ComparisonOptions)}").ConfigureAwait(false);
         var gate = new Lock();
         long last = 0;
         void Report(string pass, int done)
@@ -198,16 +201,16 @@ internal static class DemoCommand
                 output.Flush();
             }
         }
-        return await Task.Run(() => DemoScene.RunAsync(options, done => Report("", done), done => Report("comparison: ", done), cancellationToken), CancellationToken.None)
+        return await Task.Run(() => DemoScene.RunAsync(options, done => Report("", done), (pass, done) => Report("timing, " + PathName(pass) + ": ", done), cancellationToken), CancellationToken.None)
             .ConfigureAwait(false);
     }
 
     private static async Task WriteLeaksAsync(TextWriter error, DemoResult result)
     {
-        foreach (var run in new[] { result, result.Comparison })
+        foreach (var run in new[] { result, result.TimedRun, result.Comparison })
         {
             if (run is null) continue;
-            string which = ReferenceEquals(run, result) ? "" : "comparison pass: ";
+            string which = ReferenceEquals(run, result) ? "" : "timing pass (" + PathName(run.Options) + "): ";
             if (!run.Released) await error.WriteLineAsync("demo: " + which + "a framebuffer was not released in time (DBUF_DESTROY answered an error)").ConfigureAwait(false);
             foreach (string leak in run.Leaks) await error.WriteLineAsync("demo: " + which + "leak: " + leak).ConfigureAwait(false);
         }
@@ -229,9 +232,9 @@ internal static class DemoCommand
             return string.Create(c,
                 $"cancelled after {result.FramesCompleted} of {o.Frames} frames: the display showed {result.FramesPresented}, the frontend saw {result.FramesCompleted} complete; {files}; no contact sheet; {teardown}");
         }
-        var comparison = result.Comparison!;
+        var timing = result.CancelledTimingRun!;
         return string.Create(c,
-            $"cancelled during the comparison pass ({Mode(comparison.Options)}, nothing written) after {comparison.FramesCompleted} of {o.Frames} frames; the run itself was complete: {result.FramesCompleted} frames shown, {files}, contact sheet {result.ContactSheet ?? "none"}; {teardown}");
+            $"cancelled during the timing pass of {PathName(timing.Options)} (nothing written) after {timing.FramesCompleted} of {o.Frames} frames; the run itself was complete: {result.FramesCompleted} frames shown, {files}, contact sheet {result.ContactSheet ?? "none"}; {teardown}");
     }
 
     /// <summary>The run's summary as one JSON object (System.Text.Json source generation, <see cref="DemoJsonContext"/>).</summary>
@@ -269,28 +272,31 @@ internal static class DemoCommand
             PngsCompared = result.PngsCompared,
             PngsIdentical = result.PngsIdentical,
             ContactSheet = result.ContactSheet,
-            Comparison = comparison is null ? null : new DemoComparisonJson
-            {
-                Mode = comparison.Options.Copy ? "copy" : "scanout",
-                BeAlloc = comparison.Options.BackendAllocated,
-                FramesShown = comparison.FramesCompleted,
-                CpuBytesCopied = comparison.CpuBytesCopied,
-                BounceBytes = comparison.BounceBytes,
-                MappingErrors = comparison.MappingErrors,
-                ZeroCopy = comparison.ZeroCopy,
-                ZeroCopyFrames = comparison.ZeroCopyFrames,
-                GrantOpsPerFrame = comparison.GrantOpsPerFrame,
-                MicrosecondsPerFlip = Math.Round(comparison.MicrosecondsPerFlip, 1),
-                Cancelled = comparison.Cancelled,
-                Clean = comparison.Clean,
-            },
+            Timed = Pass(result.TimedRun),
+            Comparison = Pass(comparison),
             Cancelled = result.AnyCancelled,
             Clean = result.Clean,
-            Leaks = result.Leaks.Count + (comparison?.Leaks.Count ?? 0),
+            Leaks = result.Leaks.Count + (result.TimedRun?.Leaks.Count ?? 0) + (comparison?.Leaks.Count ?? 0),
             Advice = result.Advice,
         };
         return System.Text.Json.JsonSerializer.Serialize(json, DemoJsonContext.Relaxed.DemoJson);
     }
+
+    private static DemoPassJson? Pass(DemoResult? run) => run is null ? null : new DemoPassJson
+    {
+        Mode = run.Options.Copy ? "copy" : "scanout",
+        BeAlloc = run.Options.BackendAllocated,
+        FramesShown = run.FramesCompleted,
+        CpuBytesCopied = run.CpuBytesCopied,
+        BounceBytes = run.BounceBytes,
+        MappingErrors = run.MappingErrors,
+        ZeroCopy = run.ZeroCopy,
+        ZeroCopyFrames = run.ZeroCopyFrames,
+        GrantOpsPerFrame = run.GrantOpsPerFrame,
+        MicrosecondsPerFlip = Math.Round(run.MicrosecondsPerFlip, 1),
+        Cancelled = run.Cancelled,
+        Clean = run.Clean,
+    };
 
     private static string Mode(DemoOptions o) =>
         (o.Copy ? "copy (GRANT_COPY)" : o.BackendAllocated ? "dma-buf scan-out, backend-allocated (be-alloc)" : "dma-buf scan-out") +
@@ -328,7 +334,8 @@ internal static class DemoCommand
         Row("frames", string.Create(c, $"{result.FramesCompleted} shown"));
         Row("flips/s", string.Create(c, $"{result.FlipsPerSecond:0.0} (end to end: drawing, flip, display, PNG writing)"));
         Row("grant ops", string.Create(c, $"set-up {result.SetupGrantOps} (ring + event page + {o.PagesPerBuffer} per buffer, once); per frame {result.GrantOpsPerFrame}"));
-        Row("teardown", result.Clean ? "buffers released, leak check clean" : string.Create(c, $"NOT clean ({result.Leaks.Count + (result.Comparison?.Leaks.Count ?? 0)} leak finding(s))"));
+        Row("µs per flip", result.FramesCompleted == 0 ? "-" : string.Create(c, $"{result.MicrosecondsPerFlip:0.0}: median, PNG time subtracted, files written around it (the table below times both paths writing none)"));
+        Row("teardown", result.Clean ? "buffers released, leak check clean" : string.Create(c, $"NOT clean ({result.Leaks.Count + (result.TimedRun?.Leaks.Count ?? 0) + (result.Comparison?.Leaks.Count ?? 0)} leak finding(s))"));
         if (result.PngFiles.Count > 0)
         {
             Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {o.OutputDirectory}: {Path.GetFileName(result.PngFiles[0])}{(result.PngFiles.Count > 1 ? " to " + Path.GetFileName(result.PngFiles[^1]) : "")}"));
@@ -337,19 +344,19 @@ internal static class DemoCommand
         return table;
     }
 
-    /// <summary>The display path on both paths over the same frames (this run and the comparison), PNG work excluded
-    /// from the timing, with the ratio of the times per flip.</summary>
+    /// <summary>The display path timed on both paths over the same frames (the two timing passes, writing nothing),
+    /// with the ratio of the times per flip; without them, this run's display path alone.</summary>
     internal static Table DisplayPathTable(DemoResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
         var c = CultureInfo.InvariantCulture;
-        var runs = result.Comparison is { } comparison ? new[] { result, comparison } : [result];
-        var table = new Table().Title(runs.Length == 2
-            ? "display path: the same frames on both paths, in this run (PNG writing excluded from the timing)"
+        var runs = result.TimingRuns;
+        bool timed = result.TimedRun is not null;
+        var table = new Table().Title(timed
+            ? "display path timed on both paths: the same frames, nothing written (PNG work excluded)"
             : "display path (PNG writing excluded from the timing)");
         table.AddColumn(new TableColumn("").NoWrap());
-        table.AddColumn(new TableColumn(PathName(result.Options) + " (this run)").RightAligned());
-        if (runs.Length == 2) table.AddColumn(new TableColumn(PathName(runs[1].Options) + " (comparison)").RightAligned());
+        foreach (var run in runs) table.AddColumn(new TableColumn(PathName(run.Options)).RightAligned());
         void Row(string what, Func<DemoResult, string> value) => table.AddRow([new Text(what), .. runs.Select(r => new Text(value(r)))]);
 
         Row("frames shown", r => string.Create(c, $"{r.FramesCompleted}"));
@@ -361,16 +368,20 @@ internal static class DemoCommand
         Row("swiotlb bounce bytes", r => r.Options.Copy ? "-" : string.Create(c, $"{r.BounceBytes:N0}"));
         Row("mapping errors", r => r.Options.Copy ? "-" : string.Create(c, $"{r.MappingErrors}"));
         Row("zero copy", r => r.ZeroCopy ? "yes" : r.Options.Copy ? "no: the backend copies every frame" : "no");
-        Row("PNG files", r => ReferenceEquals(r, result)
+        Row("PNGs", r => ReferenceEquals(r, result)
             ? string.Create(c, $"{r.PngFiles.Count} written")
-            : string.Create(c, $"{r.PngsEncoded} encoded, not written; {result.PngsIdentical} of {result.PngsCompared} byte-identical to this run's"));
+            : string.Create(c, $"{r.PngsEncoded} encoded, not written"));
+        if (timed)
+        {
+            table.AddRow(new Text("PNGs byte-identical"), new Text(string.Create(c, $"{result.PngsIdentical} of {result.PngsCompared} (files, both passes)")));
+        }
         if (result.CopyToScanoutRatio is { } ratio)
         {
             table.Caption(string.Create(c, $"GRANT_COPY takes {ratio:0.00} x the time per flip of dma-buf scan-out (medians, same frames, same run)"));
         }
-        else if (runs.Length == 1)
+        else if (!timed)
         {
-            table.Caption("run without --no-compare to time the other display path over the same frames");
+            table.Caption("run without --no-compare to time both display paths over the same frames");
         }
         else if (result.ScanoutRun is { FramesCompleted: 0 })
         {
@@ -392,7 +403,7 @@ internal static class DemoCommand
             notes.Add(string.Create(c,
                 $"note: GRANT_COPY showed all {copied.FramesCompleted} frames where the scan-out showed none: it copies every frame into the backend's own memory, which its display can always reach - at {copied.CpuBytesPerFrame:N0} CPU bytes per frame."));
         }
-        if (result.Comparison is not null && result.PngsCompared > 0)
+        if (result.TimedRun is not null && result.PngsCompared > 0)
         {
             if (result.PngsIdentical == result.PngsCompared && result.ScanoutRun is { } scan && result.CopyRun is { } copy)
             {
@@ -402,12 +413,12 @@ internal static class DemoCommand
             else if (result.PngsIdentical != result.PngsCompared)
             {
                 notes.Add(string.Create(c,
-                    $"warning: {result.PngsCompared - result.PngsIdentical} of {result.PngsCompared} PNG files differ between the two display paths: one of them changed pixels on the way to the display."));
+                    $"warning: {result.PngsCompared - result.PngsIdentical} of {result.PngsCompared} PNG files differ between the display paths: one of them changed pixels on the way to the display."));
             }
         }
-        if (result.Comparison is not null)
+        if (result.TimedRun is not null)
         {
-            notes.Add("note: µs per flip is the display path as the frontend sees it, from its request until it saw the flip's completion, minus the time the display spent on the PNG and the thumbnail. The comparison ran the same frames on a fresh emulated host right after this run, in the same process, and encoded the same PNGs without writing them.");
+            notes.Add("note: µs per flip is the display path as the frontend sees it, from its request until it saw the flip's completion, minus the time the display spent on the PNG and the thumbnail. The timing passes ran the same frames on both paths right after this run, each on a fresh emulated host in the same process, alike: each encoded the same PNGs, neither wrote a file.");
         }
         return notes;
     }

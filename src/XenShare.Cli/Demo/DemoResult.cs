@@ -83,34 +83,44 @@ internal sealed record DemoResult
     /// sheet.</summary>
     public IReadOnlyList<string> ContactSheetCaption { get; init; } = [];
 
-    /// <summary>The same frames on the other display path (GRANT_COPY after scan-out, scan-out after GRANT_COPY), run
-    /// after this one in the same process, writing no files; null when not run (<c>--no-compare</c>, or this run was
-    /// cancelled).</summary>
+    /// <summary>The timing pass of this run's display path: the same frames again on a fresh host, writing nothing
+    /// (PNGs encoded into hashes only), timed as <see cref="Comparison"/> is; null when not run (<c>--no-compare</c>,
+    /// or this run was cancelled).</summary>
+    public DemoResult? TimedRun { get; init; }
+
+    /// <summary>The timing pass of the other display path (GRANT_COPY after scan-out, scan-out after GRANT_COPY) over
+    /// the same frames, on a fresh host, writing nothing; null when not run.</summary>
     public DemoResult? Comparison { get; init; }
 
-    /// <summary>PNG files of this run whose frame the comparison also encoded (PNG writing excluded from either
-    /// timing).</summary>
+    /// <summary>PNG files of this run whose frame the timing passes also encoded.</summary>
     public int PngsCompared { get; init; }
 
-    /// <summary>Of <see cref="PngsCompared"/>, those byte-identical in both modes (same hash): the same pixels reach
+    /// <summary>Of <see cref="PngsCompared"/>, those byte-identical in every pass (same hash): the same pixels reach
     /// the display either way; only who copies them differs.</summary>
     public int PngsIdentical { get; init; }
 
-    /// <summary>The run (this one or the comparison) on the dma-buf scan-out path, or null.</summary>
-    public DemoResult? ScanoutRun => !Options.Copy ? this : Comparison is { Options.Copy: false } c ? c : null;
+    /// <summary>The runs the timing table shows: the two timing passes, or this run alone without them.</summary>
+    public IReadOnlyList<DemoResult> TimingRuns =>
+        TimedRun is null ? [this] : Comparison is null ? [TimedRun] : [TimedRun, Comparison];
 
-    /// <summary>The run (this one or the comparison) on the GRANT_COPY path, or null.</summary>
-    public DemoResult? CopyRun => Options.Copy ? this : Comparison is { Options.Copy: true } c ? c : null;
+    /// <summary>The timed run on the dma-buf scan-out path, or null.</summary>
+    public DemoResult? ScanoutRun => TimingRuns.FirstOrDefault(r => !r.Options.Copy);
 
-    /// <summary>Median display-path time per flip of GRANT_COPY over that of dma-buf scan-out, both measured in this
+    /// <summary>The timed run on the GRANT_COPY path, or null.</summary>
+    public DemoResult? CopyRun => TimingRuns.FirstOrDefault(r => r.Options.Copy);
+
+    /// <summary>Median display-path time per flip of GRANT_COPY over that of dma-buf scan-out, both timed alike in this
     /// run over the same frames; null unless both showed frames.</summary>
     public double? CopyToScanoutRatio =>
         ScanoutRun is { FramesCompleted: > 0, MicrosecondsPerFlip: > 0 } scan && CopyRun is { FramesCompleted: > 0 } copy
             ? copy.MicrosecondsPerFlip / scan.MicrosecondsPerFlip
             : null;
 
-    /// <summary>True when this run or the comparison was cancelled.</summary>
-    public bool AnyCancelled => Cancelled || Comparison?.Cancelled == true;
+    /// <summary>The timing pass that was cancelled, or null.</summary>
+    public DemoResult? CancelledTimingRun => TimedRun is { Cancelled: true } ? TimedRun : Comparison is { Cancelled: true } ? Comparison : null;
+
+    /// <summary>True when this run or a timing pass was cancelled.</summary>
+    public bool AnyCancelled => Cancelled || CancelledTimingRun is not null;
 
     /// <summary>Whether every DBUF_DESTROY was answered with success, i.e. the backend released every buffer in
     /// time.</summary>
@@ -138,6 +148,6 @@ internal sealed record DemoResult
     /// <summary>CPU bytes copied per frame on the display path.</summary>
     public double CpuBytesPerFrame => FramesCompleted == 0 ? 0 : (double)CpuBytesCopied / FramesCompleted;
 
-    /// <summary>True when every buffer was released and the leak check is clean, in this run and the comparison.</summary>
-    public bool Clean => Released && Leaks.Count == 0 && (Comparison?.Clean ?? true);
+    /// <summary>True when every buffer was released and the leak check is clean, in this run and the timing passes.</summary>
+    public bool Clean => Released && Leaks.Count == 0 && (TimedRun?.Clean ?? true) && (Comparison?.Clean ?? true);
 }

@@ -63,10 +63,10 @@ internal sealed record DemoJson
     /// <summary>Median display path per flip, PNG excluded.</summary>
     public required double MicrosecondsPerFlip { get; init; }
 
-    /// <summary>Median display path per flip of the dma-buf scan-out run (this one or the comparison), or null.</summary>
+    /// <summary>Median display path per flip of the dma-buf scan-out timing pass, or null.</summary>
     public required double? ScanoutUsPerFlip { get; init; }
 
-    /// <summary>Median display path per flip of the GRANT_COPY run (this one or the comparison), or null.</summary>
+    /// <summary>Median display path per flip of the GRANT_COPY timing pass, or null.</summary>
     public required double? CopyUsPerFlip { get; init; }
 
     /// <summary><see cref="CopyUsPerFlip"/> / <see cref="ScanoutUsPerFlip"/>, or null.</summary>
@@ -75,19 +75,22 @@ internal sealed record DemoJson
     /// <summary>PNG files written.</summary>
     public required int PngFiles { get; init; }
 
-    /// <summary>PNG files whose frame the comparison pass also encoded.</summary>
+    /// <summary>PNG files whose frame the timing passes also encoded.</summary>
     public required int PngsCompared { get; init; }
 
-    /// <summary>Of those, byte-identical in both modes.</summary>
+    /// <summary>Of those, byte-identical in every pass.</summary>
     public required int PngsIdentical { get; init; }
 
     /// <summary>The contact sheet's path, or null.</summary>
     public required string? ContactSheet { get; init; }
 
-    /// <summary>The comparison pass, or null.</summary>
-    public required DemoComparisonJson? Comparison { get; init; }
+    /// <summary>The timing pass of this run's display path (writing nothing), or null.</summary>
+    public required DemoPassJson? Timed { get; init; }
 
-    /// <summary>The run (or its comparison pass) was cancelled.</summary>
+    /// <summary>The timing pass of the other display path (writing nothing), or null.</summary>
+    public required DemoPassJson? Comparison { get; init; }
+
+    /// <summary>The run (or a timing pass) was cancelled.</summary>
     public required bool Cancelled { get; init; }
 
     /// <summary>Teardown clean.</summary>
@@ -100,8 +103,8 @@ internal sealed record DemoJson
     public required string? Advice { get; init; }
 }
 
-/// <summary>The comparison pass of <see cref="DemoJson"/>: the same frames on the other display path.</summary>
-internal sealed record DemoComparisonJson
+/// <summary>A timing pass of <see cref="DemoJson"/>: the same frames on one display path, nothing written.</summary>
+internal sealed record DemoPassJson
 {
     /// <summary>"scanout" or "copy".</summary>
     public required string Mode { get; init; }

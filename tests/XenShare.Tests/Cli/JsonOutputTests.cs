@@ -30,7 +30,7 @@ public sealed class JsonOutputTests
                 "mode", "backend_domain", "backend_domid", "backend_direct_mapped", "be_alloc", "placement", "width", "height", "buffers",
                 "frames_requested", "frames_shown", "frames_presented", "cpu_bytes_copied", "bounce_bytes", "mapping_errors", "zero_copy",
                 "zero_copy_frames", "scanout_segments", "grant_ops_per_frame", "microseconds_per_flip", "scanout_us_per_flip", "copy_us_per_flip",
-                "copy_to_scanout_ratio", "png_files", "pngs_compared", "pngs_identical", "contact_sheet", "comparison", "cancelled", "clean", "leaks",
+                "copy_to_scanout_ratio", "png_files", "pngs_compared", "pngs_identical", "contact_sheet", "timed", "comparison", "cancelled", "clean", "leaks",
                 "advice",
             ],
             json.RootElement.EnumerateObject().Select(p => p.Name));
@@ -38,6 +38,7 @@ public sealed class JsonOutputTests
         Assert.Equal(9876.5, root.GetProperty("scanout_us_per_flip").GetDouble());
         Assert.Equal(123456.7, root.GetProperty("copy_us_per_flip").GetDouble());
         Assert.Equal(Math.Round(123456.7 / 9876.5, 3), root.GetProperty("copy_to_scanout_ratio").GetDouble());
+        Assert.Equal("scanout", root.GetProperty("timed").GetProperty("mode").GetString());
         Assert.Equal("copy", root.GetProperty("comparison").GetProperty("mode").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("advice").ValueKind);
         Assert.DoesNotContain('\n', DemoCommand.Json(result));

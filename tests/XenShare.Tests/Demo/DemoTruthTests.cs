@@ -7,8 +7,8 @@ using XenShare.Cli.Demo;
 
 namespace XenShare.Tests.Demo;
 
-/// <summary>Issue 13 item 5, "a tool that tells the truth", for the demo: both display paths timed in one run over
-/// the same frames (PNG work excluded) with their PNG files compared byte for byte, the contact sheet stamped with the
+/// <summary>Issue 13 item 5, "a tool that tells the truth", for the demo: both display paths timed alike in one run
+/// over the same frames (PNG work excluded, nothing written) with their PNG files compared byte for byte, the contact sheet stamped with the
 /// mode and the counters, and a cancelled run that reports exactly the files it left. Small frames; never asserts
 /// speed.</summary>
 public sealed class DemoTruthTests : IDisposable
@@ -42,9 +42,9 @@ public sealed class DemoTruthTests : IDisposable
         OutputDirectory = Path.Combine(_dir.FullName, name),
     };
 
-    private static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, Action<int>? comparisonFrameDone = null, CancellationToken cancellationToken = default)
+    private static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, Action<DemoOptions, int>? timingFrameDone = null, CancellationToken cancellationToken = default)
     {
-        var task = Task.Run(() => DemoScene.Run(options, frameDone, comparisonFrameDone, cancellationToken), CancellationToken.None);
+        var task = Task.Run(() => DemoScene.Run(options, frameDone, timingFrameDone, cancellationToken), CancellationToken.None);
         Assert.True(task.Wait(Generous, CancellationToken.None), "the demo did not finish");
         return task.Result;
     }
@@ -55,10 +55,10 @@ public sealed class DemoTruthTests : IDisposable
     private static List<string> Entries(string folder) =>
         [.. Directory.EnumerateFileSystemEntries(folder).Select(e => Path.GetFileName(e)!).Order(StringComparer.Ordinal)];
 
-    /// <summary>The zero-copy run and the copying one over the same frames, in one run: both timed (PNG work
-    /// excluded), the ratio of the two, the same PNG bytes, the counters that differ, and nothing written by the
-    /// comparison. With --be-alloc the comparison's GRANT_COPY runs frontend-allocated buffers (it reads the
-    /// frontend's grants); after --copy the comparison is the zero-copy path.</summary>
+    /// <summary>The zero-copy path and the copying one over the same frames, in one run: after the run itself, a
+    /// timing pass of each, alike and writing nothing (PNG work excluded), the ratio of the two, the same PNG bytes
+    /// everywhere, the counters that differ. With --be-alloc the GRANT_COPY pass runs frontend-allocated buffers (it
+    /// reads the frontend's grants); after --copy the other path is zero copy.</summary>
     [Theory]
     [InlineData(false, false)]
     [InlineData(false, true)]
@@ -66,19 +66,25 @@ public sealed class DemoTruthTests : IDisposable
     public void OneRunTimesBothDisplayPathsOverTheSameFrames_AndTheirPngsAreByteIdentical(bool copy, bool beAlloc)
     {
         var o = Options(copy ? "copy" : beAlloc ? "be-alloc" : "zero", copy: copy, beAlloc: beAlloc);
-        var comparisonFrames = new List<int>();
-        var result = Run(o, comparisonFrameDone: n => { lock (comparisonFrames) comparisonFrames.Add(n); });
+        var timingFrames = new List<(bool Copy, int Done)>();
+        var result = Run(o, timingFrameDone: (pass, n) => { lock (timingFrames) timingFrames.Add((pass.Copy, n)); });
 
+        var timedRun = Assert.IsType<DemoResult>(result.TimedRun);
         var comparison = Assert.IsType<DemoResult>(result.Comparison);
+        Assert.Equal(copy, timedRun.Options.Copy);
+        Assert.Equal(beAlloc, timedRun.Options.BackendAllocated);
         Assert.Equal(!copy, comparison.Options.Copy);
         Assert.False(comparison.Options.BackendAllocated);
-        Assert.Equal(Enumerable.Range(1, o.Frames), comparisonFrames);
+        Assert.Equal([.. Enumerable.Range(1, o.Frames).Select(n => (copy, n)), .. Enumerable.Range(1, o.Frames).Select(n => (!copy, n))], timingFrames);
         Assert.Equal(o.Frames, result.FramesCompleted);
+        Assert.Equal(o.Frames, timedRun.FramesCompleted);
         Assert.Equal(o.Frames, comparison.FramesCompleted);
+        Assert.Equal([timedRun, comparison], result.TimingRuns);
 
         var scan = Assert.IsType<DemoResult>(result.ScanoutRun);
         var grant = Assert.IsType<DemoResult>(result.CopyRun);
-        Assert.NotSame(scan, grant);
+        Assert.Same(copy ? comparison : timedRun, scan);
+        Assert.Same(copy ? timedRun : comparison, grant);
         Assert.True(scan.ZeroCopy);
         Assert.Equal(0, scan.CpuBytesCopied);
         Assert.Equal(0, scan.GrantOpsPerFrame);
@@ -89,21 +95,25 @@ public sealed class DemoTruthTests : IDisposable
         Assert.True(grant.MicrosecondsPerFlip > 0);
         Assert.Equal(grant.MicrosecondsPerFlip / scan.MicrosecondsPerFlip, result.CopyToScanoutRatio!.Value, 9);
 
-        // The same pixels reach the display either way: every PNG of the run, encoded again from the other path's
-        // frame, has the same bytes.
+        // The same pixels reach the display either way: every PNG file of the run, encoded again from each timing
+        // pass's frame, has the same bytes.
         Assert.Equal(o.Frames, result.PngsCompared);
         Assert.Equal(o.Frames, result.PngsIdentical);
         Assert.Equal(o.Frames, result.PngsEncoded);
+        Assert.Equal(o.Frames, timedRun.PngsEncoded);
         Assert.Equal(o.Frames, comparison.PngsEncoded);
+        Assert.Empty(timedRun.PngFiles);
         Assert.Empty(comparison.PngFiles);
 
-        // The comparison wrote nothing: the folder holds the run's frames, its contact sheet and the marker.
+        // The timing passes wrote nothing: the folder holds the run's frames, its contact sheet and the marker.
         Assert.Equal(
             [DemoOutputFolder.MarkerName, DemoOptions.ContactSheetFileName, .. Enumerable.Range(0, o.Frames).Select(DemoOptions.FrameFileName)],
             Entries(o.OutputDirectory));
         Assert.True(result.Clean);
         Assert.Empty(result.Leaks);
+        Assert.Empty(timedRun.Leaks);
         Assert.Empty(comparison.Leaks);
+        Assert.True(timedRun.Released);
         Assert.True(comparison.Released);
 
         using var json = JsonDocument.Parse(DemoCommand.Json(result));
@@ -113,13 +123,15 @@ public sealed class DemoTruthTests : IDisposable
         Assert.Equal(Math.Round(result.CopyToScanoutRatio.Value, 3), root.GetProperty("copy_to_scanout_ratio").GetDouble());
         Assert.Equal(o.Frames, root.GetProperty("pngs_compared").GetInt32());
         Assert.Equal(o.Frames, root.GetProperty("pngs_identical").GetInt32());
+        Assert.Equal(copy ? "copy" : "scanout", root.GetProperty("timed").GetProperty("mode").GetString());
         var jsonComparison = root.GetProperty("comparison");
         Assert.Equal(copy ? "scanout" : "copy", jsonComparison.GetProperty("mode").GetString());
         Assert.Equal(comparison.CpuBytesCopied, jsonComparison.GetProperty("cpu_bytes_copied").GetInt64());
         Assert.True(jsonComparison.GetProperty("clean").GetBoolean());
 
         string text = Normalize(CliConsole.Render(DemoCommand.DisplayPathTable(result)) + " " + string.Join(" ", DemoCommand.Notes(result)));
-        Assert.Contains("(comparison)", text, StringComparison.Ordinal);
+        Assert.Contains("display path timed on both paths", text, StringComparison.Ordinal);
+        Assert.Contains("PNGs byte-identical", text, StringComparison.Ordinal);
         Assert.Contains("GRANT_COPY takes " + result.CopyToScanoutRatio.Value.ToString("0.00", CultureInfo.InvariantCulture) + " x the time per flip", text, StringComparison.Ordinal);
         Assert.Contains($"byte for byte ({o.Frames} of {o.Frames} compared)", text, StringComparison.Ordinal);
         Assert.Contains("who copies them", text, StringComparison.Ordinal);
@@ -134,6 +146,7 @@ public sealed class DemoTruthTests : IDisposable
         var result = Run(o);
         Assert.Equal(0, result.FramesCompleted);
         Assert.Equal(o.Buffers, result.MappingErrors);
+        Assert.Equal(o.Buffers, Assert.IsType<DemoResult>(result.TimedRun).MappingErrors);
         var comparison = Assert.IsType<DemoResult>(result.Comparison);
         Assert.Equal(o.Frames, comparison.FramesCompleted);
         Assert.Equal(o.Frames * o.FrameBytes, comparison.CpuBytesCopied);
@@ -154,11 +167,14 @@ public sealed class DemoTruthTests : IDisposable
     {
         var o = Options("no-compare", compare: false, frames: 2);
         var result = Run(o);
+        Assert.Null(result.TimedRun);
         Assert.Null(result.Comparison);
+        Assert.Same(result, result.ScanoutRun);
         Assert.Null(result.CopyRun);
         Assert.Null(result.CopyToScanoutRatio);
         Assert.Equal(0, result.PngsCompared);
         using var json = JsonDocument.Parse(DemoCommand.Json(result));
+        Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("timed").ValueKind);
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("comparison").ValueKind);
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("copy_to_scanout_ratio").ValueKind);
         Assert.Contains("run without --no-compare", Normalize(CliConsole.Render(DemoCommand.DisplayPathTable(result))), StringComparison.Ordinal);
@@ -235,6 +251,7 @@ public sealed class DemoTruthTests : IDisposable
 
         Assert.True(result.Cancelled);
         Assert.True(result.AnyCancelled);
+        Assert.Null(result.TimedRun);
         Assert.Null(result.Comparison);
         Assert.Null(result.ContactSheet);
         Assert.InRange(result.FramesCompleted, 7, o.Frames - 1);
@@ -262,26 +279,28 @@ public sealed class DemoTruthTests : IDisposable
         Assert.Empty(result.Leaks);
     }
 
-    /// <summary>Stopped during the comparison pass: the run itself is complete (every file, the contact sheet), the
-    /// comparison wrote nothing, and the summary says which pass was stopped.</summary>
+    /// <summary>Stopped during a timing pass: the run itself is complete (every file, the contact sheet), the timing
+    /// passes wrote nothing, and the summary says which pass was stopped.</summary>
     [Fact]
-    public void ACancelledComparisonKeepsTheCompleteRunAndSaysSo()
+    public void ACancelledTimingPassKeepsTheCompleteRunAndSaysSo()
     {
-        var o = Options("cancelled-comparison", frames: 200);
+        var o = Options("cancelled-timing", frames: 200);
         using var cts = new CancellationTokenSource();
-        var result = Run(o, comparisonFrameDone: n => { if (n == 3) cts.Cancel(); }, cancellationToken: cts.Token);
+        var result = Run(o, timingFrameDone: (pass, n) => { if (pass.Copy && n == 3) cts.Cancel(); }, cancellationToken: cts.Token);
 
         Assert.False(result.Cancelled);
         Assert.True(result.AnyCancelled);
+        Assert.False(Assert.IsType<DemoResult>(result.TimedRun).Cancelled);
         var comparison = Assert.IsType<DemoResult>(result.Comparison);
         Assert.True(comparison.Cancelled);
+        Assert.Same(comparison, result.CancelledTimingRun);
         Assert.InRange(comparison.FramesCompleted, 3, o.Frames - 1);
         Assert.Equal(o.Frames, result.PngFiles.Count);
         Assert.Equal(
             [DemoOutputFolder.MarkerName, DemoOptions.ContactSheetFileName, .. Enumerable.Range(0, o.Frames).Select(DemoOptions.FrameFileName)],
             Entries(o.OutputDirectory));
         string summary = DemoCommand.CancelledSummary(result);
-        Assert.Contains($"cancelled during the comparison pass (copy (GRANT_COPY)", summary, StringComparison.Ordinal);
+        Assert.Contains("cancelled during the timing pass of GRANT_COPY (nothing written)", summary, StringComparison.Ordinal);
         Assert.Contains($"after {comparison.FramesCompleted} of {o.Frames} frames", summary, StringComparison.Ordinal);
         Assert.Contains($"the run itself was complete: {o.Frames} frames shown, {o.Frames} PNG file(s) written", summary, StringComparison.Ordinal);
         Assert.True(result.Clean);
