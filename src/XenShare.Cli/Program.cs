@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using XenShare.Cli.Commands;
 
 namespace XenShare.Cli;
@@ -29,8 +30,17 @@ internal static class Program
         return root;
     }
 
-    // Ctrl+C cancels the action's token; the demo needs a moment to tear down (stop both sides, release the
-    // dma-bufs, run the leak check) before it exits with 130.
-    private static Task<int> Main(string[] args) =>
-        CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
+    /// <summary>How long a command may take to tear down after SIGINT or SIGTERM (the demo stops both sides, releases
+    /// the dma-bufs and runs the leak check).</summary>
+    private static readonly TimeSpan TeardownGrace = TimeSpan.FromSeconds(30);
+
+    // SIGINT and SIGTERM cancel the action's token (TerminationSignals, not System.CommandLine's own handler, so that
+    // the exit code says which signal it was: 130 or 143).
+    private static async Task<int> Main(string[] args)
+    {
+        var parseResult = CreateRootCommand().Parse(args);
+        using var signals = new TerminationSignals(parseResult.Action is AsynchronousCommandLineAction, TeardownGrace);
+        int exitCode = await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, signals.Token).ConfigureAwait(false);
+        return signals.ExitCode(exitCode);
+    }
 }

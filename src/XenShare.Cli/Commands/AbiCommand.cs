@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using Spectre.Console;
 using XenShare.Abi;
+using XenShare.Cli.Json;
 
 namespace XenShare.Cli.Commands;
 
@@ -36,70 +36,42 @@ internal static class AbiCommand
         return command;
     }
 
-    /// <summary>The catalog as indented JSON (numbers as JSON numbers, catalog order).</summary>
+    /// <summary>The catalog as indented JSON (numbers as JSON numbers, catalog order; System.Text.Json source
+    /// generation, <see cref="CliJsonContext"/>).</summary>
     internal static string ToJson()
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        var ioctls = new OrderedDictionary<string, uint>();
+        foreach (AbiIoctl ioctl in AbiCatalog.Ioctls) ioctls.Add(ioctl.Name, ioctl.Value);
+        var structs = new OrderedDictionary<string, AbiStructJson>();
+        foreach (AbiStruct abiStruct in AbiCatalog.Structs)
         {
-            writer.WriteStartObject();
-
-            writer.WriteStartObject("ioctls");
-            foreach (AbiIoctl ioctl in AbiCatalog.Ioctls)
-            {
-                writer.WriteNumber(ioctl.Name, ioctl.Value);
-            }
-
-            writer.WriteEndObject();
-
-            writer.WriteStartObject("structs");
-            foreach (AbiStruct abiStruct in AbiCatalog.Structs)
-            {
-                writer.WriteStartObject(abiStruct.Name);
-                writer.WriteNumber("size", abiStruct.Size);
-                writer.WriteStartObject("fields");
-                foreach (AbiField field in abiStruct.Fields)
-                {
-                    writer.WriteNumber(field.Name, field.Offset);
-                }
-
-                writer.WriteEndObject();
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndObject();
-
-            writer.WriteStartObject("constants");
-            foreach (AbiConstant constant in AbiCatalog.Constants)
-            {
-                writer.WriteNumber(constant.Name, constant.Value);
-            }
-
-            writer.WriteEndObject();
-
-            writer.WriteEndObject();
+            var fields = new OrderedDictionary<string, int>();
+            foreach (AbiField field in abiStruct.Fields) fields.Add(field.Name, field.Offset);
+            structs.Add(abiStruct.Name, new AbiStructJson(abiStruct.Size, fields));
         }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        var constants = new OrderedDictionary<string, long>();
+        foreach (AbiConstant constant in AbiCatalog.Constants) constants.Add(constant.Name, constant.Value);
+        return JsonSerializer.Serialize(new AbiJson(ioctls, structs, constants), CliJsonContext.Relaxed.AbiJson);
     }
 
     private static void WriteTables(TextWriter output)
     {
-        var consoleOutput = new AnsiConsoleOutput(output);
-        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = consoleOutput,
-            Ansi = consoleOutput.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = consoleOutput.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        });
-        if (!consoleOutput.IsTerminal)
-        {
-            // Redirected output defaults to 80 columns, which wraps the C names mid-word.
-            console.Profile.Width = 160;
-        }
+        var console = CliConsole.Create(output);
+        foreach (var table in Tables()) console.Write(table);
+    }
 
+    /// <summary>The ioctls, structs and constants tables, built to fit 100 columns with every C name whole: the
+    /// direction is _IOC's (none, w, r, rw), and the C path of an anonymous struct goes on lines of its own.</summary>
+    internal static IReadOnlyList<Table> Tables()
+    {
         var ioctls = new Table().Title("ioctls");
-        ioctls.AddColumns("name", "header", "number", "dir", "type", "nr", "size");
+        ioctls.AddColumn(new TableColumn("name").NoWrap());
+        ioctls.AddColumn(new TableColumn("header").NoWrap());
+        ioctls.AddColumn(new TableColumn("number").NoWrap());
+        ioctls.AddColumn(new TableColumn("dir").NoWrap());
+        ioctls.AddColumn(new TableColumn("type").NoWrap());
+        ioctls.AddColumn(new TableColumn("nr").RightAligned().NoWrap());
+        ioctls.AddColumn(new TableColumn("size").RightAligned().NoWrap());
         foreach (AbiIoctl ioctl in AbiCatalog.Ioctls)
         {
             uint v = ioctl.Value;
@@ -113,14 +85,16 @@ internal static class AbiCommand
                 Cell(Ioc.SizeOf(v).ToString(CultureInfo.InvariantCulture)));
         }
 
-        console.Write(ioctls);
-
         var structs = new Table().Title("structs");
-        structs.AddColumns("name", "header", "size", "fields (name@offset:size)");
+        structs.AddColumn(new TableColumn("name").NoWrap());
+        structs.AddColumn(new TableColumn("header").NoWrap());
+        structs.AddColumn(new TableColumn("size").RightAligned().NoWrap());
+        structs.AddColumn("fields (name@offset:size)");
+        int nameWidth = AbiCatalog.Structs.Max(s => s.Name.Length);
         foreach (AbiStruct abiStruct in AbiCatalog.Structs)
         {
             string fields = string.Join(" ", abiStruct.Fields.Select(f => string.Create(CultureInfo.InvariantCulture, $"{f.Name}@{f.Offset}:{f.Size}")));
-            string name = abiStruct.AnonymousPath is null ? abiStruct.Name : abiStruct.Name + " (C: " + abiStruct.AnonymousPath + ")";
+            string name = abiStruct.AnonymousPath is null ? abiStruct.Name : abiStruct.Name + "\n" + CPath(abiStruct.AnonymousPath, nameWidth);
             structs.AddRow(
                 Cell(name),
                 Cell(abiStruct.Header),
@@ -128,10 +102,10 @@ internal static class AbiCommand
                 Cell(fields));
         }
 
-        console.Write(structs);
-
         var constants = new Table().Title("constants");
-        constants.AddColumns("name", "header", "value");
+        constants.AddColumn(new TableColumn("name").NoWrap());
+        constants.AddColumn(new TableColumn("header").NoWrap());
+        constants.AddColumn(new TableColumn("value").RightAligned().NoWrap());
         foreach (AbiConstant constant in AbiCatalog.Constants)
         {
             constants.AddRow(
@@ -140,16 +114,36 @@ internal static class AbiCommand
                 Cell(constant.Value.ToString(CultureInfo.InvariantCulture)));
         }
 
-        console.Write(constants);
+        return [ioctls, structs, constants];
+    }
+
+    /// <summary>"(C: a.b.c)" broken before a '.' into lines of at most <paramref name="width"/> characters.</summary>
+    private static string CPath(string path, int width)
+    {
+        var lines = new List<string>();
+        string line = "(C: ";
+        foreach (string part in path.Split('.'))
+        {
+            string piece = line.Length == 4 ? part : "." + part;
+            if (line.Length > 4 && line.Length + piece.Length + 1 > width)
+            {
+                lines.Add(line);
+                line = "  ";
+            }
+            line += piece;
+        }
+        lines.Add(line + ")");
+        return string.Join("\n", lines);
     }
 
     private static Text Cell(string text) => new(text);
 
+    /// <summary>_IOC's direction: none (_IO), w (_IOW), r (_IOR), rw (_IOWR).</summary>
     private static string DirName(uint dir) => dir switch
     {
         Ioc.None => "none",
-        Ioc.Write => "write",
-        Ioc.Read => "read",
-        _ => "read|write",
+        Ioc.Write => "w",
+        Ioc.Read => "r",
+        _ => "rw",
     };
 }

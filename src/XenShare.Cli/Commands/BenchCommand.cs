@@ -1,10 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Spectre.Console;
 using XenShare.Cli.Bench;
+using XenShare.Cli.Json;
 
 namespace XenShare.Cli.Commands;
 
@@ -15,6 +14,9 @@ internal static class BenchCommand
 {
     /// <summary>Exit code of <c>--fail-on-miss</c> when a target was missed.</summary>
     public const int MissExitCode = 3;
+
+    /// <summary>What every run says last: where each target is explained.</summary>
+    internal const string DocsLine = "what each target measures, its baseline, and why the emulator's figures are not real Xen's: docs/performance.md";
 
     /// <summary>What every run says first: what is measured.</summary>
     internal const string Scope = "bench measures XenShare's emulated Xen host in this process (not a real Xen system): each target is a ratio against a baseline taken in the same run";
@@ -38,7 +40,7 @@ internal static class BenchCommand
         {
             Description = "Exit with code 3 when a target is missed (default: report only, exit 0).",
         };
-        var command = new Command("bench", "Measure the performance targets (" + string.Join(", ", BenchTargets.All.Select(t => t.Id)) + ") against baselines measured in the same run.");
+        var command = new Command("bench", "Measure the performance targets (" + string.Join(", ", BenchTargets.All.Select(t => t.Id)) + ") on the emulated Xen host in this process, each against a baseline measured in the same run. Run it from a Release build (dotnet run -c Release --project src/XenShare.Cli -- bench). Every target is explained in docs/performance.md.");
         command.Options.Add(json);
         command.Options.Add(only);
         command.Options.Add(quick);
@@ -70,6 +72,7 @@ internal static class BenchCommand
                 WriteTable(output, rows);
                 output.WriteLine(Summary(rows));
             }
+            notes.WriteLine(DocsLine);
 
             return parseResult.GetValue(failOnMiss) && rows.Any(r => !r.Pass) ? MissExitCode : 0;
         });
@@ -89,64 +92,43 @@ internal static class BenchCommand
         return failed.Count == 0 ? text : text + " (" + string.Join(", ", failed) + ")";
     }
 
-    /// <summary>The rows as an indented JSON array.</summary>
-    internal static string ToJson(IEnumerable<BenchRow> rows)
+    /// <summary>The rows as an indented JSON array (System.Text.Json source generation, <see cref="CliJsonContext"/>).</summary>
+    internal static string ToJson(IEnumerable<BenchRow> rows) =>
+        JsonSerializer.Serialize<IReadOnlyList<BenchRow>>([.. rows], CliJsonContext.Relaxed.IReadOnlyListBenchRow);
+
+    private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows) => CliConsole.Create(output).Write(Table(rows));
+
+    /// <summary>The rows as a table that reads well in 100 columns: the value and its baseline share a column (one
+    /// under the other), so the long "what" texts get the room.</summary>
+    internal static Table Table(IReadOnlyList<BenchRow> rows)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-        {
-            writer.WriteStartArray();
-            foreach (var row in rows)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("id", row.Id);
-                writer.WriteString("what", row.What);
-                writer.WriteNumber("value", row.Value);
-                writer.WriteString("unit", row.Unit);
-                writer.WriteNumber("baseline", row.Baseline);
-                writer.WriteString("baselineUnit", row.BaselineUnit);
-                writer.WriteNumber("ratio", row.Ratio);
-                writer.WriteString("target", row.Target);
-                writer.WriteBoolean("pass", row.Pass);
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
-
-    private static void WriteTable(TextWriter output, IReadOnlyList<BenchRow> rows)
-    {
-        var consoleOutput = new AnsiConsoleOutput(output);
-        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = consoleOutput,
-            Ansi = consoleOutput.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = consoleOutput.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        });
-        if (!consoleOutput.IsTerminal)
-        {
-            console.Profile.Width = 200;
-        }
-
+        ArgumentNullException.ThrowIfNull(rows);
         var table = new Table().Title("performance targets (same-run ratios)");
-        table.AddColumns("id", "what", "value", "baseline", "ratio", "target", "pass");
+        table.AddColumn(new TableColumn("id").NoWrap());
+        table.AddColumn("what");
+        table.AddColumn(new TableColumn("value vs baseline").RightAligned());
+        table.AddColumn(new TableColumn("ratio").RightAligned().NoWrap());
+        table.AddColumn(new TableColumn("target").NoWrap());
+        table.AddColumn(new TableColumn("pass").NoWrap());
         foreach (var row in rows)
         {
             table.AddRow(
                 new Text(row.Id),
                 new Text(row.What),
-                new Text(Number(row.Value) + " " + row.Unit),
-                new Text(Number(row.Baseline) + " " + row.BaselineUnit),
-                new Text(row.Ratio.ToString("0.###", CultureInfo.InvariantCulture)),
+                new Text(Number(row.Value) + " " + row.Unit + "\nvs " + Number(row.Baseline) + " " + row.BaselineUnit),
+                new Text(Ratio(row.Ratio)),
                 new Text(row.Target),
                 new Text(row.Pass ? "pass" : "FAIL"));
         }
 
-        console.Write(table);
+        return table;
     }
+
+    /// <summary>A ratio with the digits that matter: 0.25, 2.898, 0.00035 (never a bare 0 for a small ratio).</summary>
+    internal static string Ratio(double ratio) =>
+        ratio == 0 || Math.Abs(ratio) >= 0.01
+            ? ratio.ToString("0.###", CultureInfo.InvariantCulture)
+            : ratio.ToString("G2", CultureInfo.InvariantCulture);
 
     private static string Number(double value) =>
         value.ToString(Math.Abs(value) >= 100 ? "0" : Math.Abs(value) >= 10 ? "0.0" : "0.##", CultureInfo.InvariantCulture);

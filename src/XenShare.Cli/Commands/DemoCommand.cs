@@ -2,17 +2,20 @@ using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
 using XenShare.Cli.Demo;
+using XenShare.Cli.Json;
 
 namespace XenShare.Cli.Commands;
 
-/// <summary><c>xenshare demo [--width W] [--height H] [--frames N] [--buffers B] [--out DIR] [--be-alloc] [--copy] [--png-every K]</c>:
+/// <summary><c>xenshare demo [--width W] [--height H] [--frames N] [--buffers B] [--out DIR] [--force] [--be-alloc] [--copy]
+/// [--png-every K] [--backend-domain driver|dom0] [--fragmented] [--no-compare] [--json]</c>:
 /// a para-virtual display (displif) on the embedded emulated host. The toolstack writes the vdispl device in the
-/// emulated xenstore; domU's frontend and dom0's backend (the library's DisplifFrontend and DisplifBackend) walk
+/// emulated xenstore; domU's frontend and the backend (the library's DisplifFrontend and DisplifBackend) walk
 /// the xenbus states to Connected; domU draws animated frames into its framebuffers and shows them with
-/// SET_CONFIG and PG_FLIP; dom0 hands each framebuffer's dma-buf to the emulated scan-out engine, which scans
-/// every frame out in place into a PNG file, with no CPU copy. <c>--be-alloc</c>: dom0 allocates the
+/// SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to the emulated display, which scans
+/// every frame out in place into a PNG file, with no CPU copy. <c>--be-alloc</c>: the backend allocates the
 /// framebuffers (contiguous DMA memory) and grants them to domU. <c>--copy</c> runs the same scene with a
-/// GRANT_COPY display instead.</summary>
+/// GRANT_COPY display instead. Then the same frames run on both display paths, writing nothing, so that both paths
+/// are timed alike in one run and their PNGs compared (<c>--no-compare</c> skips it).</summary>
 internal static class DemoCommand
 {
     /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT).</summary>
@@ -24,6 +27,10 @@ internal static class DemoCommand
     /// <summary>Exit code of a run whose teardown was not clean (leaks, or a dma-buf not released).</summary>
     public const int UncleanExitCode = 2;
 
+    /// <summary>Exit code of an output folder refused because it holds files the demo did not write (without
+    /// <c>--force</c>): nothing was run, nothing deleted.</summary>
+    public const int OutputRefusedExitCode = 2;
+
     /// <summary>Creates the <c>demo</c> command.</summary>
     public static Command Create()
     {
@@ -32,17 +39,19 @@ internal static class DemoCommand
         var height = new Option<int>("--height") { CustomParser = r => WholeNumber(r, "--height", defaults.Height), Description = $"Frame height in pixels: even, {DemoOptions.MinDimension} to {DemoOptions.MaxHeight}.", DefaultValueFactory = _ => defaults.Height };
         var frames = new Option<int>("--frames") { CustomParser = r => WholeNumber(r, "--frames", defaults.Frames), Description = "Frames to show (page flips).", DefaultValueFactory = _ => defaults.Frames };
         var buffers = new Option<int>("--buffers") { CustomParser = r => WholeNumber(r, "--buffers", defaults.Buffers), Description = $"Framebuffers the guest cycles through (1 to {DemoOptions.MaxBuffers}).", DefaultValueFactory = _ => defaults.Buffers };
-        var output = new Option<string>("--out") { Description = "Output folder for frame_NNNN.png and contact_sheet.png.", DefaultValueFactory = _ => defaults.OutputDirectory };
+        var output = new Option<string>("--out") { Description = $"Output folder for frame_NNNN.png and contact_sheet.png. The demo lists what it writes there in {DemoOutputFolder.MarkerName} and deletes only those files before its next run; a folder holding other files is refused (exit code 2) unless --force is given.", DefaultValueFactory = _ => defaults.OutputDirectory };
+        var force = new Option<bool>("--force") { Description = "Write into an --out folder that holds files the demo did not write: they are kept, and any named like the demo's files (frame_NNNN.png, contact_sheet.png) are overwritten." };
+        var noCompare = new Option<bool>("--no-compare") { Description = "Skip the timing passes (the same frames on this display path and on the other one - GRANT_COPY after zero copy, zero copy after --copy - timed alike in the same run, PNGs compared byte for byte, nothing written)." };
         var copy = new Option<bool>("--copy") { Description = "Use the copying path (GRANT_COPY of every frame into a dom0 buffer) instead of zero-copy dma-buf scan-out, for comparison." };
         var beAlloc = new Option<bool>("--be-alloc") { Description = "Backend-allocated framebuffers (be-alloc = 1): dom0 allocates contiguous DMA memory, grants it to domU (IMP_TO_REFS), domU maps it and draws into it." };
         var pngEvery = new Option<int>("--png-every") { CustomParser = r => WholeNumber(r, "--png-every", 1), Description = "Write the PNG of every N-th frame only (the last frame is always written).", DefaultValueFactory = _ => 1 };
         var backendDomain = new Option<string>("--backend-domain") { Description = "Where the display backend and its display run: 'driver' (default: a display driver domain, not direct-mapped, its display behind the SMMU, as zero-copy display backends run on Arm) or 'dom0' (direct-mapped: its display sees machine addresses through the Xen swiotlb).", DefaultValueFactory = _ => "driver" };
         backendDomain.AcceptOnlyFromAmong("driver", "dom0");
         var fragmented = new Option<bool>("--fragmented") { Description = "Place machine memory deliberately fragmented (no two consecutive guest frames of a domU are machine-consecutive) instead of Xen's 2 MiB extents." };
-        var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, ...) instead of the table." };
+        var json = new Option<bool>("--json") { Description = "Print the run's summary as one JSON object (frames_shown, cpu_bytes_copied, bounce_bytes, mapping_errors, scanout_us_per_flip, copy_us_per_flip, copy_to_scanout_ratio, timed, comparison, ...) instead of the tables." };
 
-        var command = new Command("demo", "The main job: a para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and the backend (in a display driver domain, or dom0 with --backend-domain dom0) walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to its display device, which maps it as Linux on Xen would (in place, bounced, or refused) and scans every frame out into a PNG file. Prints a summary table (or --json) with the copies and mapping errors, and writes a contact sheet.");
-        foreach (var option in new Option[] { width, height, frames, buffers, output, beAlloc, copy, pngEvery, backendDomain, fragmented, json }) command.Options.Add(option);
+        var command = new Command("demo", "The main job: a para-virtual display (displif, xen/io/displif.h) on the emulated Xen host. The toolstack writes the vdispl device in xenstore; domU's frontend and the backend (in a display driver domain, or dom0 with --backend-domain dom0) walk the xenbus states to Connected; domU draws frames into its framebuffers and shows them with SET_CONFIG and PG_FLIP; the backend hands each framebuffer's dma-buf to its display device, which maps it as Linux on Xen would (in place, bounced, or refused) and scans every frame out into a PNG file. Then the same frames run on both display paths (zero copy and GRANT_COPY) writing nothing, so both are timed alike in one run, PNG work excluded. Prints the summary tables (or --json) with the copies, mapping errors and times per flip, and writes a contact sheet stamped with the mode and the counters. Exit codes: 0 done, 1 bad options or a failure, 2 --out refused or an unclean teardown, 130 Ctrl+C (SIGINT), 143 SIGTERM.");
+        foreach (var option in new Option[] { width, height, frames, buffers, output, force, beAlloc, copy, pngEvery, backendDomain, fragmented, noCompare, json }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var options = new DemoOptions
@@ -57,6 +66,8 @@ internal static class DemoCommand
                 PngEvery = parseResult.GetValue(pngEvery),
                 BackendDomain = parseResult.GetValue(backendDomain) == "dom0" ? DemoBackendDomain.Dom0 : DemoBackendDomain.Driver,
                 Fragmented = parseResult.GetValue(fragmented),
+                Compare = !parseResult.GetValue(noCompare),
+                Force = parseResult.GetValue(force),
             };
             return await RunAsync(options, parseResult.InvocationConfiguration.Output, parseResult.InvocationConfiguration.Error, cancellationToken, parseResult.GetValue(json)).ConfigureAwait(false);
         });
@@ -73,9 +84,13 @@ internal static class DemoCommand
         return fallback;
     }
 
-    /// <summary>Validates, runs the scene with a progress bar, prints the summary; returns the exit code.</summary>
+    /// <summary>Validates, checks the output folder, runs the scene with a progress bar (or progress lines), prints
+    /// the summary; returns the exit code.</summary>
     internal static async Task<int> RunAsync(DemoOptions options, TextWriter output, TextWriter error, CancellationToken cancellationToken, bool json = false)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(error);
         var problems = options.Validate();
         string? outProblem = problems.Count == 0 ? options.CheckOutputDirectory() : null;
         if (outProblem is not null) problems = [.. problems, outProblem];
@@ -85,34 +100,27 @@ internal static class DemoCommand
             return ErrorExitCode;
         }
 
-        var console = CreateConsole(output, out bool interactive);
+        var folder = DemoOutputFolder.Inspect(options.OutputDirectory);
+        if (folder.Foreign.Count > 0)
+        {
+            if (!options.Force)
+            {
+                await error.WriteLineAsync("demo: " + DemoOutputFolder.RefusalMessage(options.OutputDirectory, folder.Foreign)).ConfigureAwait(false);
+                return OutputRefusedExitCode;
+            }
+            var overwritten = folder.Foreign.Where(DemoOutputFolder.IsOwnName).ToList();
+            await error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"demo: --force: keeping {folder.Foreign.Count - overwritten.Count} file(s) in {options.OutputDirectory} that the demo did not write{(overwritten.Count == 0 ? "" : $"; overwriting {overwritten.Count} named like its own: {string.Join(", ", overwritten.Take(5))}{(overwritten.Count > 5 ? ", ..." : "")}")}")).ConfigureAwait(false);
+        }
+
+        var console = CliConsole.Create(output, out bool interactive);
         interactive &= !json;
-        string mode = Mode(options);
         DemoResult result;
         try
         {
-            if (interactive)
-            {
-                result = await console.Progress()
-                    .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-                    .StartAsync(async ctx =>
-                    {
-                        var task = ctx.AddTask($"{options.Width}x{options.Height} {mode}", maxValue: options.Frames);
-                        var run = Task.Run(() => DemoScene.RunAsync(options, done => task.Value = done, cancellationToken), CancellationToken.None);
-                        while (!run.IsCompleted)
-                        {
-                            await Task.WhenAny(run, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
-                            ctx.Refresh();
-                        }
-                        return await run.ConfigureAwait(false);
-                    }).ConfigureAwait(false);
-            }
-            else
-            {
-                if (!json) await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {mode}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
-                result = await Task.Run(() => DemoScene.RunAsync(options, null, cancellationToken), CancellationToken.None).ConfigureAwait(false);
-            }
+            result = interactive
+                ? await RunWithProgressBarAsync(options, console, cancellationToken).ConfigureAwait(false)
+                : await RunWithProgressLinesAsync(options, json ? null : output, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException or XenShare.Api.XenShareException
             or XenShare.Displif.DisplifRequestException or XenShare.Xenstore.XenstoreException)
@@ -121,9 +129,10 @@ internal static class DemoCommand
             return ErrorExitCode;
         }
 
-        if (result.Cancelled)
+        if (result.AnyCancelled)
         {
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"cancelled after {result.FramesCompleted} of {options.Frames} frames; torn down: {(result.Clean ? "clean (all dma-bufs released, no leaks)" : "NOT clean")}")).ConfigureAwait(false);
+            if (json) await output.WriteLineAsync(Json(result)).ConfigureAwait(false);
+            await (json ? error : output).WriteLineAsync(CancelledSummary(result)).ConfigureAwait(false);
             await WriteLeaksAsync(error, result).ConfigureAwait(false);
             return CancelledExitCode;
         }
@@ -131,8 +140,8 @@ internal static class DemoCommand
         if (json) await output.WriteLineAsync(Json(result)).ConfigureAwait(false);
         else
         {
-            console.Write(SummaryTable(result));
-            if (result.Advice is { } advice) await output.WriteLineAsync("note: " + advice).ConfigureAwait(false);
+            foreach (var table in Tables(result)) console.Write(table);
+            foreach (string note in Notes(result)) console.Write(new Text(note + "\n"));
         }
         if (!result.Clean)
         {
@@ -142,73 +151,169 @@ internal static class DemoCommand
         return 0;
     }
 
+    private static async Task<DemoResult> RunWithProgressBarAsync(DemoOptions options, IAnsiConsole console, CancellationToken cancellationToken) =>
+        await console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async ctx =>
+            {
+                var main = ctx.AddTask(string.Create(CultureInfo.InvariantCulture, $"{options.Width}x{options.Height} {Mode(options)}"), maxValue: options.Frames);
+                var timing = options.Compare
+                    ? new[] { options, options.ComparisonOptions }.ToDictionary(
+                        o => o.Copy,
+                        o => ctx.AddTask("timing: " + PathName(o) + ", nothing written", autoStart: false, maxValue: options.Frames))
+                    : [];
+                var run = Task.Run(
+                    () => DemoScene.RunAsync(options, done => main.Value = done, (pass, done) =>
+                    {
+                        var task = timing[pass.Copy];
+                        task.StartTask();
+                        task.Value = done;
+                    }, cancellationToken),
+                    CancellationToken.None);
+                while (!run.IsCompleted)
+                {
+                    await Task.WhenAny(run, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
+                    ctx.Refresh();
+                }
+                return await run.ConfigureAwait(false);
+            }).ConfigureAwait(false);
+
+    /// <summary>Runs the scene and, when <paramref name="output"/> is given, prints where it is: a line when the first
+    /// frame of a pass was shown, then at most one a second, and one at a pass's last frame.</summary>
+    private static async Task<DemoResult> RunWithProgressLinesAsync(DemoOptions options, TextWriter? output, CancellationToken cancellationToken)
+    {
+        if (output is null) return await Task.Run(() => DemoScene.RunAsync(options, cancellationToken: cancellationToken), CancellationToken.None).ConfigureAwait(false);
+        await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+            $"rendering {options.Frames} frames of {options.Width}x{options.Height}, {Mode(options)}, into {options.OutputDirectory} ...")).ConfigureAwait(false);
+        if (options.Compare)
+            await output.WriteLineAsync($"then the same frames on both display paths for the timing, nothing written: {PathName(options)}, {PathName(options.ComparisonOptions)}").ConfigureAwait(false);
+        var gate = new Lock();
+        long last = 0;
+        void Report(string pass, int done)
+        {
+            lock (gate)
+            {
+                long now = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (done != 1 && done != options.Frames && System.Diagnostics.Stopwatch.GetElapsedTime(last, now) < TimeSpan.FromSeconds(1)) return;
+                last = now;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"progress: {pass}{done} of {options.Frames} frames shown"));
+                output.Flush();
+            }
+        }
+        return await Task.Run(() => DemoScene.RunAsync(options, done => Report("", done), (pass, done) => Report("timing, " + PathName(pass) + ": ", done), cancellationToken), CancellationToken.None)
+            .ConfigureAwait(false);
+    }
+
     private static async Task WriteLeaksAsync(TextWriter error, DemoResult result)
     {
-        if (!result.Released) await error.WriteLineAsync("demo: a framebuffer was not released in time (DBUF_DESTROY answered an error)").ConfigureAwait(false);
-        foreach (string leak in result.Leaks) await error.WriteLineAsync("demo: leak: " + leak).ConfigureAwait(false);
-    }
-
-    private static IAnsiConsole CreateConsole(TextWriter output, out bool interactive)
-    {
-        var consoleOutput = new AnsiConsoleOutput(output);
-        interactive = consoleOutput.IsTerminal;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        foreach (var run in new[] { result, result.TimedRun, result.Comparison })
         {
-            Out = consoleOutput,
-            Ansi = interactive ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = interactive ? InteractionSupport.Detect : InteractionSupport.No,
-        });
-        if (!interactive) console.Profile.Width = 160;
-        return console;
+            if (run is null) continue;
+            string which = ReferenceEquals(run, result) ? "" : "timing pass (" + PathName(run.Options) + "): ";
+            if (!run.Released) await error.WriteLineAsync("demo: " + which + "a framebuffer was not released in time (DBUF_DESTROY answered an error)").ConfigureAwait(false);
+            foreach (string leak in run.Leaks) await error.WriteLineAsync("demo: " + which + "leak: " + leak).ConfigureAwait(false);
+        }
     }
 
-    /// <summary>The run's summary as one JSON object (written by hand: the trimmed tool uses no reflection).</summary>
+    /// <summary>What a cancelled run did, exactly: frames shown and presented, the PNG files written (the files on
+    /// disk), whether the contact sheet was written, and the teardown.</summary>
+    internal static string CancelledSummary(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var o = result.Options;
+        var c = CultureInfo.InvariantCulture;
+        string teardown = "torn down: " + (result.Clean ? "clean (all dma-bufs released, no leaks)" : "NOT clean");
+        string files = result.PngFiles.Count == 0
+            ? string.Create(c, $"0 PNG files written to {o.OutputDirectory}")
+            : string.Create(c, $"{result.PngFiles.Count} PNG file(s) written to {o.OutputDirectory} ({Path.GetFileName(result.PngFiles[0])}{(result.PngFiles.Count > 1 ? " to " + Path.GetFileName(result.PngFiles[^1]) : "")})");
+        if (result.Cancelled)
+        {
+            return string.Create(c,
+                $"cancelled after {result.FramesCompleted} of {o.Frames} frames: the display showed {result.FramesPresented}, the frontend saw {result.FramesCompleted} complete; {files}; no contact sheet; {teardown}");
+        }
+        var timing = result.CancelledTimingRun!;
+        return string.Create(c,
+            $"cancelled during the timing pass of {PathName(timing.Options)} (nothing written) after {timing.FramesCompleted} of {o.Frames} frames; the run itself was complete: {result.FramesCompleted} frames shown, {files}, contact sheet {result.ContactSheet ?? "none"}; {teardown}");
+    }
+
+    /// <summary>The run's summary as one JSON object (System.Text.Json source generation, <see cref="DemoJsonContext"/>).</summary>
     internal static string Json(DemoResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
         var o = result.Options;
-        using var stream = new MemoryStream();
-        using (var w = new System.Text.Json.Utf8JsonWriter(stream))
+        var comparison = result.Comparison;
+        var json = new DemoJson
         {
-            w.WriteStartObject();
-            w.WriteString("mode", o.Copy ? "copy" : "scanout");
-            w.WriteString("backend_domain", o.BackendDomain == DemoBackendDomain.Dom0 ? "dom0" : "driver");
-            w.WriteNumber("backend_domid", result.BackendDomainId);
-            w.WriteBoolean("backend_direct_mapped", result.BackendDirectMapped);
-            w.WriteBoolean("be_alloc", o.BackendAllocated);
-            w.WriteString("placement", o.Fragmented ? "fragmented" : "extents");
-            w.WriteNumber("width", o.Width);
-            w.WriteNumber("height", o.Height);
-            w.WriteNumber("buffers", o.Buffers);
-            w.WriteNumber("frames_requested", o.Frames);
-            w.WriteNumber("frames_shown", result.FramesCompleted);
-            w.WriteNumber("cpu_bytes_copied", result.CpuBytesCopied);
-            w.WriteNumber("bounce_bytes", result.BounceBytes);
-            w.WriteNumber("mapping_errors", result.MappingErrors);
-            w.WriteBoolean("zero_copy", result.ZeroCopy);
-            w.WriteNumber("zero_copy_frames", result.ZeroCopyFrames);
-            w.WriteStartArray("scanout_segments");
-            foreach (int n in result.ScanoutSegments) w.WriteNumberValue(n);
-            w.WriteEndArray();
-            w.WriteNumber("grant_ops_per_frame", result.GrantOpsPerFrame);
-            w.WriteNumber("microseconds_per_flip", Math.Round(result.MicrosecondsPerFlip, 1));
-            w.WriteNumber("png_files", result.PngFiles.Count);
-            w.WriteBoolean("cancelled", result.Cancelled);
-            w.WriteBoolean("clean", result.Clean);
-            w.WriteNumber("leaks", result.Leaks.Count);
-            if (result.Advice is { } advice) w.WriteString("advice", advice);
-            else w.WriteNull("advice");
-            w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+            Mode = o.Copy ? "copy" : "scanout",
+            BackendDomain = o.BackendDomain == DemoBackendDomain.Dom0 ? "dom0" : "driver",
+            BackendDomid = result.BackendDomainId,
+            BackendDirectMapped = result.BackendDirectMapped,
+            BeAlloc = o.BackendAllocated,
+            Placement = o.Fragmented ? "fragmented" : "extents",
+            Width = o.Width,
+            Height = o.Height,
+            Buffers = o.Buffers,
+            FramesRequested = o.Frames,
+            FramesShown = result.FramesCompleted,
+            FramesPresented = result.FramesPresented,
+            CpuBytesCopied = result.CpuBytesCopied,
+            BounceBytes = result.BounceBytes,
+            MappingErrors = result.MappingErrors,
+            ZeroCopy = result.ZeroCopy,
+            ZeroCopyFrames = result.ZeroCopyFrames,
+            ScanoutSegments = result.ScanoutSegments,
+            GrantOpsPerFrame = result.GrantOpsPerFrame,
+            MicrosecondsPerFlip = Math.Round(result.MicrosecondsPerFlip, 1),
+            ScanoutUsPerFlip = result.ScanoutRun is { FramesCompleted: > 0 } scan ? Math.Round(scan.MicrosecondsPerFlip, 1) : null,
+            CopyUsPerFlip = result.CopyRun is { FramesCompleted: > 0 } copy ? Math.Round(copy.MicrosecondsPerFlip, 1) : null,
+            CopyToScanoutRatio = result.CopyToScanoutRatio is { } ratio ? Math.Round(ratio, 3) : null,
+            PngFiles = result.PngFiles.Count,
+            PngsCompared = result.PngsCompared,
+            PngsIdentical = result.PngsIdentical,
+            ContactSheet = result.ContactSheet,
+            Timed = Pass(result.TimedRun),
+            Comparison = Pass(comparison),
+            Cancelled = result.AnyCancelled,
+            Clean = result.Clean,
+            Leaks = result.Leaks.Count + (result.TimedRun?.Leaks.Count ?? 0) + (comparison?.Leaks.Count ?? 0),
+            Advice = result.Advice,
+        };
+        return System.Text.Json.JsonSerializer.Serialize(json, DemoJsonContext.Relaxed.DemoJson);
     }
+
+    private static DemoPassJson? Pass(DemoResult? run) => run is null ? null : new DemoPassJson
+    {
+        Mode = run.Options.Copy ? "copy" : "scanout",
+        BeAlloc = run.Options.BackendAllocated,
+        FramesShown = run.FramesCompleted,
+        CpuBytesCopied = run.CpuBytesCopied,
+        BounceBytes = run.BounceBytes,
+        MappingErrors = run.MappingErrors,
+        ZeroCopy = run.ZeroCopy,
+        ZeroCopyFrames = run.ZeroCopyFrames,
+        GrantOpsPerFrame = run.GrantOpsPerFrame,
+        MicrosecondsPerFlip = Math.Round(run.MicrosecondsPerFlip, 1),
+        Cancelled = run.Cancelled,
+        Clean = run.Clean,
+    };
 
     private static string Mode(DemoOptions o) =>
         (o.Copy ? "copy (GRANT_COPY)" : o.BackendAllocated ? "dma-buf scan-out, backend-allocated (be-alloc)" : "dma-buf scan-out") +
         (o.BackendDomain == DemoBackendDomain.Dom0 ? ", backend in dom0" : ", backend in a driver domain") + (o.Fragmented ? ", fragmented memory" : "");
 
-    /// <summary>The summary table of a finished run.</summary>
+    /// <summary>A display path's short name for a column head.</summary>
+    private static string PathName(DemoOptions o) => o.Copy ? "GRANT_COPY" : o.BackendAllocated ? "dma-buf scan-out (be-alloc)" : "dma-buf scan-out";
+
+    /// <summary>The summary tables of a finished run: the run itself, then the display path on both paths. Built to
+    /// read well in 100 columns.</summary>
+    internal static IReadOnlyList<Table> Tables(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        return [SummaryTable(result), DisplayPathTable(result)];
+    }
+
+    /// <summary>The run: where the backend ran, the device, the protocol, the frames, the teardown, the files.</summary>
     internal static Table SummaryTable(DemoResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -217,38 +322,104 @@ internal static class DemoCommand
         var table = new Table().Title(o.Copy ? "xenshare demo --copy: copying display path (displif + GRANT_COPY)"
             : o.BackendAllocated ? "xenshare demo --be-alloc: display path (displif, backend-allocated buffers, dma-buf scan-out)"
             : "xenshare demo: display path (displif, frontend-allocated buffers, dma-buf scan-out)");
-        table.AddColumns("", "this run", "for comparison");
-        string other = o.Copy ? "zero-copy" : "--copy";
-        void Row(string what, string value, string comparison = "") => table.AddRow(new Text(what), new Text(value), new Text(comparison));
+        table.AddColumn(new TableColumn("").NoWrap());
+        table.AddColumn("this run");
+        void Row(string what, string value) => table.AddRow(new Text(what), new Text(value));
 
-        Row("backend", string.Create(c, $"dom{result.BackendDomainId} ({(result.BackendDirectMapped ? "direct-mapped: its display sees machine addresses, Xen swiotlb" : "a display driver domain: its display behind the SMMU sees guest-physical addresses")}); machine placement: {(o.Fragmented ? "fragmented" : "2 MiB extents")}"),
-            o.BackendDomain == DemoBackendDomain.Dom0 ? "--backend-domain driver: the display in a driver domain" : "--backend-domain dom0: the display in dom0");
-        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); the backend's xenbus states: {result.BackendStates}"),
-            o.BackendAllocated ? "buffers: the backend's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to the backend (EXP_FROM_REFS, WC)");
-        Row("requests", result.Requests.Length == 0 ? "-" : result.Requests, "displif v2 on the shared ring; flip events on the event page");
+        Row("backend", string.Create(c, $"dom{result.BackendDomainId}, {(result.BackendDirectMapped ? "direct-mapped: its display sees machine addresses (Xen swiotlb)" : "a display driver domain: its display behind the SMMU sees guest-physical addresses")}; machine placement: {(o.Fragmented ? "fragmented" : "2 MiB extents")}"));
+        Row("device", string.Create(c, $"{result.DevicePath} (be-alloc {(o.BackendAllocated ? 1 : 0)}); {(o.BackendAllocated ? "buffers: the backend's contiguous DMA memory, granted to domU (IMP_TO_REFS)" : "buffers: domU's pages, granted to the backend (EXP_FROM_REFS, WC)")}"));
+        Row("xenbus states", "the backend's: " + (result.BackendStates.Length == 0 ? "-" : result.BackendStates));
+        Row("requests", (result.Requests.Length == 0 ? "-" : result.Requests) + " (displif v2 on the shared ring; flip events on the event page)");
         Row("frame", string.Create(c, $"{o.Width}x{o.Height} XRGB8888, {o.FrameBytes:N0} B ({o.PagesPerBuffer} pages), {o.Buffers} buffer(s)"));
-        Row("frames", string.Create(c, $"{result.FramesCompleted}"));
-        Row("flips/s", string.Create(c, $"{result.FlipsPerSecond:0.0}"), "end to end: drawing, flip, scan-out, PNG writing");
-        Row("µs per flip (median)", string.Create(c, $"{result.MicrosecondsPerFlip:0.0}"),
-            o.Copy ? "request -> backend -> GRANT_COPY -> flip event -> frontend (PNG excluded)" : "request -> backend -> latch -> flip event -> frontend (PNG excluded)");
-        Row("grant ops per frame", string.Create(c, $"{result.GrantOpsPerFrame}"), string.Create(c, $"set-up: {result.SetupGrantOps} (ring + event page + {o.PagesPerBuffer} per buffer, once); {other}: {(o.Copy ? 0 : o.PagesPerBuffer)} per frame"));
-        Row("CPU bytes copied (display path)", string.Create(c, $"{result.CpuBytesPerFrame:N0} B/frame ({result.CpuBytesCopied:N0} B total)"), string.Create(c, $"{other}: {result.OtherModeCpuBytesPerFrame:N0} B/frame (computed: {(o.Copy ? "0" : "width x height x 4")})"));
-        if (!o.Copy)
-        {
-            string segments = result.ScanoutSegments.Count == 0 ? "-" : string.Join(", ", result.ScanoutSegments);
-            Row("scan-out", string.Create(c, $"{result.ZeroCopyFrames} of {result.FramesCompleted} frames read in place"), $"DMA segments per buffer: {segments}");
-            Row("swiotlb bounce bytes", string.Create(c, $"{result.BounceBytes:N0}"), "copies a direct-mapped domain makes for scattered buffers (at most 256 KiB each)");
-            Row("mapping errors", string.Create(c, $"{result.MappingErrors}"), "framebuffers the display could not map (ENOMEM)");
-            Row("zero copy", result.ZeroCopy ? "yes: no byte copied on the way to the display" : "no", "");
-        }
-        Row("teardown", result.Clean ? "buffers released, leak check clean" : "NOT clean", result.Leaks.Count == 0 ? "" : string.Create(c, $"{result.Leaks.Count} leak finding(s)"));
+        Row("frames", string.Create(c, $"{result.FramesCompleted} shown"));
+        Row("flips/s", string.Create(c, $"{result.FlipsPerSecond:0.0} (end to end: drawing, flip, display, PNG writing)"));
+        Row("grant ops", string.Create(c, $"set-up {result.SetupGrantOps} (ring + event page + {o.PagesPerBuffer} per buffer, once); per frame {result.GrantOpsPerFrame}"));
+        Row("µs per flip", result.FramesCompleted == 0 ? "-" : string.Create(c, $"{result.MicrosecondsPerFlip:0.0}: median, PNG time subtracted, files written around it (the table below times both paths writing none)"));
+        Row("teardown", result.Clean ? "buffers released, leak check clean" : string.Create(c, $"NOT clean ({result.Leaks.Count + (result.TimedRun?.Leaks.Count ?? 0) + (result.Comparison?.Leaks.Count ?? 0)} leak finding(s))"));
         if (result.PngFiles.Count > 0)
         {
-            Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {o.OutputDirectory}"));
-            Row("  first", result.PngFiles[0]);
-            Row("  last", result.PngFiles[^1]);
+            Row("PNG files", string.Create(c, $"{result.PngFiles.Count} in {o.OutputDirectory}: {Path.GetFileName(result.PngFiles[0])}{(result.PngFiles.Count > 1 ? " to " + Path.GetFileName(result.PngFiles[^1]) : "")}"));
         }
-        if (result.ContactSheet is not null) Row("contact sheet", result.ContactSheet);
+        if (result.ContactSheet is not null) Row("contact sheet", result.ContactSheet + " (stamped with the mode and the counters)");
         return table;
+    }
+
+    /// <summary>The display path timed on both paths over the same frames (the two timing passes, writing nothing),
+    /// with the ratio of the times per flip; without them, this run's display path alone.</summary>
+    internal static Table DisplayPathTable(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var c = CultureInfo.InvariantCulture;
+        var runs = result.TimingRuns;
+        bool timed = result.TimedRun is not null;
+        var table = new Table().Title(timed
+            ? "display path timed on both paths: the same frames, nothing written (PNG work excluded)"
+            : "display path (PNG writing excluded from the timing)");
+        table.AddColumn(new TableColumn("").NoWrap());
+        foreach (var run in runs) table.AddColumn(new TableColumn(PathName(run.Options)).RightAligned());
+        void Row(string what, Func<DemoResult, string> value) => table.AddRow([new Text(what), .. runs.Select(r => new Text(value(r)))]);
+
+        Row("frames shown", r => string.Create(c, $"{r.FramesCompleted}"));
+        Row("µs per flip (median)", r => r.FramesCompleted == 0 ? "-" : string.Create(c, $"{r.MicrosecondsPerFlip:0.0}"));
+        Row("CPU bytes copied per frame", r => string.Create(c, $"{r.CpuBytesPerFrame:N0}"));
+        Row("grant ops per frame", r => string.Create(c, $"{r.GrantOpsPerFrame}"));
+        Row("read in place by the display", r => r.Options.Copy ? "-" : string.Create(c, $"{r.ZeroCopyFrames} of {r.FramesCompleted} frames"));
+        Row("DMA segments per buffer", r => r.Options.Copy || r.ScanoutSegments.Count == 0 ? "-" : string.Join(", ", r.ScanoutSegments));
+        Row("swiotlb bounce bytes", r => r.Options.Copy ? "-" : string.Create(c, $"{r.BounceBytes:N0}"));
+        Row("mapping errors", r => r.Options.Copy ? "-" : string.Create(c, $"{r.MappingErrors}"));
+        Row("zero copy", r => r.ZeroCopy ? "yes" : r.Options.Copy ? "no: the backend copies every frame" : "no");
+        Row("PNGs", r => ReferenceEquals(r, result)
+            ? string.Create(c, $"{r.PngFiles.Count} written")
+            : string.Create(c, $"{r.PngsEncoded} encoded, not written"));
+        if (timed)
+        {
+            table.AddRow(new Text("PNGs byte-identical"), new Text(string.Create(c, $"{result.PngsIdentical} of {result.PngsCompared} (files, both passes)")));
+        }
+        if (result.CopyToScanoutRatio is { } ratio)
+        {
+            table.Caption(string.Create(c, $"GRANT_COPY takes {ratio:0.00} x the time per flip of dma-buf scan-out (medians, same frames, same run)"));
+        }
+        else if (!timed)
+        {
+            table.Caption("run without --no-compare to time both display paths over the same frames");
+        }
+        else if (result.ScanoutRun is { FramesCompleted: 0 })
+        {
+            table.Caption("no ratio: dma-buf scan-out showed no frame (see the mapping errors)");
+        }
+        return table;
+    }
+
+    /// <summary>The notes under the tables: what a real system would do, why the PNG files are the same in both modes,
+    /// what the times per flip are.</summary>
+    internal static IReadOnlyList<string> Notes(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var c = CultureInfo.InvariantCulture;
+        var notes = new List<string>();
+        if (result.Advice is { } advice) notes.Add("note: " + advice);
+        if (result.ScanoutRun is { FramesCompleted: 0, MappingErrors: > 0 } && result.CopyRun is { FramesCompleted: > 0 } copied)
+        {
+            notes.Add(string.Create(c,
+                $"note: GRANT_COPY showed all {copied.FramesCompleted} frames where the scan-out showed none: it copies every frame into the backend's own memory, which its display can always reach - at {copied.CpuBytesPerFrame:N0} CPU bytes per frame."));
+        }
+        if (result.TimedRun is not null && result.PngsCompared > 0)
+        {
+            if (result.PngsIdentical == result.PngsCompared && result.ScanoutRun is { } scan && result.CopyRun is { } copy)
+            {
+                notes.Add(string.Create(c,
+                    $"note: the PNG files are the same in both modes, byte for byte ({result.PngsIdentical} of {result.PngsCompared} compared): the display gets the same pixels either way. What differs is who copies them: with dma-buf scan-out the display reads domU's framebuffer where it is ({scan.CpuBytesPerFrame:N0} CPU bytes copied per frame), with GRANT_COPY the backend first copies every frame into a buffer of its own ({copy.CpuBytesPerFrame:N0} bytes and {copy.GrantOpsPerFrame} grant copy operations per frame). The counters and the times per flip show the difference; the pictures cannot."));
+            }
+            else if (result.PngsIdentical != result.PngsCompared)
+            {
+                notes.Add(string.Create(c,
+                    $"warning: {result.PngsCompared - result.PngsIdentical} of {result.PngsCompared} PNG files differ between the display paths: one of them changed pixels on the way to the display."));
+            }
+        }
+        if (result.TimedRun is not null)
+        {
+            notes.Add("note: µs per flip is the display path as the frontend sees it, from its request until it saw the flip's completion, minus the time the display spent on the PNG and the thumbnail. The timing passes ran the same frames on both paths right after this run, each on a fresh emulated host in the same process, alike: each encoded the same PNGs, neither wrote a file.");
+        }
+        return notes;
     }
 }

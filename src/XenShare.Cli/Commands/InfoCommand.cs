@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using XenShare.Abi;
+using XenShare.Cli.Json;
 using XenShare.Emulation;
 using XenShare.Emulation.Hypervisor;
 using XenShare.Native;
@@ -72,6 +72,7 @@ internal static class InfoCommand
         }
     }
 
+    /// <summary>The probe and the limits as text, lines of at most 100 characters.</summary>
     internal static string ToText(NativeXenProbe? probe, EmulatedLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
@@ -80,9 +81,10 @@ internal static class InfoCommand
         if (probe is null)
         {
             text.Append("backend: emulated (no ").Append(NativeXen.GntDevPath).Append(')').AppendLine();
-            text.AppendLine("  native backend: run xenshare in a Xen domain (dom0 or a domU) with the Xen device drivers loaded");
-            text.AppendLine("  (modprobe xen-gntdev xen-gntalloc xen-evtchn); the dma-buf ioctls need a kernel with");
-            text.AppendLine("  CONFIG_XEN_GNTDEV_DMABUF (Debian's is built without: tools/realxen shows how to rebuild xen-gntdev.ko)");
+            text.AppendLine("  native backend: run xenshare in a Xen domain (dom0 or a domU) with the Xen device drivers");
+            text.AppendLine("  loaded (modprobe xen-gntdev xen-gntalloc xen-evtchn); the dma-buf ioctls need a kernel with");
+            text.AppendLine("  CONFIG_XEN_GNTDEV_DMABUF (Debian's is built without it: tools/realxen shows how to rebuild");
+            text.AppendLine("  xen-gntdev.ko)");
         }
         else
         {
@@ -102,51 +104,18 @@ internal static class InfoCommand
         return text.ToString();
     }
 
+    /// <summary>The probe and the limits as indented JSON (System.Text.Json source generation,
+    /// <see cref="CliJsonContext"/>).</summary>
     internal static string ToJson(NativeXenProbe? probe, EmulatedLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-        {
-            writer.WriteStartObject();
-            writer.WriteString("backend", probe is null ? "emulated" : "native");
-            if (probe is null)
-            {
-                writer.WriteNull("native");
-            }
-            else
-            {
-                writer.WriteStartObject("native");
-                writer.WriteBoolean("gntDevExists", probe.GntDevExists);
-                writer.WriteNumber("gntDevOpenResult", probe.GntDevOpenResult);
-                writer.WriteBoolean("gntAllocExists", probe.GntAllocExists);
-                writer.WriteNumber("gntAllocOpenResult", probe.GntAllocOpenResult);
-                writer.WriteBoolean("evtChnExists", probe.EvtChnExists);
-                writer.WriteNumber("evtChnOpenResult", probe.EvtChnOpenResult);
-                if (probe.HasGntDevDmaBuf is bool dmaBuf) writer.WriteBoolean("gntDevDmaBuf", dmaBuf);
-                else writer.WriteNull("gntDevDmaBuf");
-                writer.WriteBoolean("complete", probe.IsComplete);
-                writer.WriteString("summary", probe.ToString());
-                writer.WriteEndObject();
-            }
-
-            writer.WriteStartObject("emulated");
-            writer.WriteNumber("machineFrames", limits.MachineFrames);
-            writer.WriteNumber("machineMemoryBytes", limits.MachineMemoryBytes);
-            writer.WriteNumber("maxGrantFrames", limits.MaxGrantFrames);
-            writer.WriteNumber("grantRefs", limits.GrantRefs);
-            writer.WriteNumber("reservedRefs", limits.ReservedRefs);
-            writer.WriteNumber("maptrackHandles", limits.MaptrackHandles);
-            writer.WriteNumber("ramPages", limits.RamPages);
-            writer.WriteNumber("unpopulatedPages", limits.UnpopulatedPages);
-            writer.WriteNumber("gntdevLimit", limits.GntDevLimit);
-            writer.WriteNumber("gntallocLimit", limits.GntAllocLimit);
-            writer.WriteNumber("maxFdsPerProcess", limits.MaxFdsPerProcess);
-            writer.WriteBoolean("gntdevDmaBuf", limits.GntDevDmaBuf);
-            writer.WriteEndObject();
-            writer.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        var native = probe is null ? null : new InfoNativeJson(
+            probe.GntDevExists, probe.GntDevOpenResult, probe.GntAllocExists, probe.GntAllocOpenResult, probe.EvtChnExists,
+            probe.EvtChnOpenResult, probe.HasGntDevDmaBuf, probe.IsComplete, probe.ToString());
+        var emulated = new InfoEmulatedJson(
+            limits.MachineFrames, limits.MachineMemoryBytes, limits.MaxGrantFrames, limits.GrantRefs, limits.ReservedRefs,
+            limits.MaptrackHandles, limits.RamPages, limits.UnpopulatedPages, limits.GntDevLimit, limits.GntAllocLimit,
+            limits.MaxFdsPerProcess, limits.GntDevDmaBuf);
+        return JsonSerializer.Serialize(new InfoJson(probe is null ? "emulated" : "native", native, emulated), CliJsonContext.Relaxed.InfoJson);
     }
 }

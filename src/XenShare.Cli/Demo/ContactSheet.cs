@@ -9,7 +9,9 @@ namespace XenShare.Cli.Demo;
 /// Builds one XRGB8888 image that tiles sampled frames as nearest-neighbour thumbnails in a grid, each with its frame
 /// number underneath, and writes it with <see cref="PngEncoder"/>. Add frames with <see cref="AddFrame(ReadOnlySpan{byte}, int, int)"/>
 /// (contiguous memory) or <see cref="AddFrame(XrgbRowReader, int)"/> (rows gathered by the caller; only the sampled
-/// rows are requested). Tiles fill left to right, top to bottom; unused tiles stay background.
+/// rows are requested). Tiles fill left to right, top to bottom; unused tiles stay background. A caption set with
+/// <see cref="SetCaption"/> (the demo stamps the run's mode and counters) is drawn in a strip under the grid of the
+/// saved image.
 /// </summary>
 internal sealed class ContactSheet
 {
@@ -26,6 +28,7 @@ internal sealed class ContactSheet
     public const int LabelPadding = 3;
 
     private readonly byte[] _pixels;
+    private string[] _captionLines = [];
     private readonly int[] _sourceX;
     private readonly int[] _sourceY;
 
@@ -122,8 +125,119 @@ internal sealed class ContactSheet
     /// <summary>Gets the number of frames added so far.</summary>
     public int Count { get; private set; }
 
-    /// <summary>Gets the sheet's XRGB8888 pixels.</summary>
+    /// <summary>Gets the sheet's XRGB8888 pixels (the grid, without the caption strip).</summary>
     public ReadOnlySpan<byte> Pixels => _pixels;
+
+    /// <summary>Gets the caption's lines as drawn (wrapped to the sheet's width); empty without a caption.</summary>
+    public IReadOnlyList<string> CaptionLines => _captionLines;
+
+    /// <summary>Gets the pixels per font pixel of the caption: 2 on sheets at least 600 pixels wide, else 1.</summary>
+    public int CaptionScale => Width >= 600 ? 2 : 1;
+
+    /// <summary>Gets the height of one caption line, padding included.</summary>
+    public int CaptionLineHeight => (TinyFont.GlyphHeight * CaptionScale) + (2 * LabelPadding);
+
+    /// <summary>Gets the characters that fit on one caption line.</summary>
+    public int CaptionCharactersPerLine => Math.Max(1, (Width - (2 * Border) + CaptionScale) / (TinyFont.Advance * CaptionScale));
+
+    /// <summary>Gets the height of the caption strip under the grid (0 without a caption).</summary>
+    public int CaptionHeight => _captionLines.Length == 0 ? 0 : (_captionLines.Length * CaptionLineHeight) + Border;
+
+    /// <summary>Gets the height of the saved image: the grid and the caption strip.</summary>
+    public int ImageHeight => Height + CaptionHeight;
+
+    /// <summary>Sets the caption drawn under the grid: each paragraph starts a new line; its items are separated by two
+    /// spaces and wrap to further lines at item boundaries (an item longer than a line wraps at its spaces).</summary>
+    /// <param name="paragraphs">The caption's paragraphs.</param>
+    public void SetCaption(IEnumerable<IReadOnlyList<string>> paragraphs)
+    {
+        ArgumentNullException.ThrowIfNull(paragraphs);
+        int max = CaptionCharactersPerLine;
+        var lines = new List<string>();
+        foreach (var items in paragraphs)
+        {
+            string current = "";
+            foreach (string item in items)
+            {
+                string candidate = current.Length == 0 ? item : current + "  " + item;
+                if (candidate.Length <= max)
+                {
+                    current = candidate;
+                    continue;
+                }
+
+                if (current.Length > 0)
+                {
+                    lines.Add(current);
+                }
+
+                current = "";
+                foreach (string word in item.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    string rest = word;
+                    while (rest.Length > 0)
+                    {
+                        string joined = current.Length == 0 ? rest : current + " " + rest;
+                        if (joined.Length <= max)
+                        {
+                            current = joined;
+                            rest = "";
+                        }
+                        else if (current.Length > 0)
+                        {
+                            lines.Add(current);
+                            current = "";
+                        }
+                        else
+                        {
+                            lines.Add(rest[..max]);
+                            rest = rest[max..];
+                        }
+                    }
+                }
+            }
+
+            if (current.Length > 0)
+            {
+                lines.Add(current);
+            }
+        }
+
+        _captionLines = [.. lines];
+    }
+
+    /// <summary>Returns the top-left corner of caption line <paramref name="line"/>'s first glyph in the saved image.</summary>
+    /// <param name="line">Line index, 0 to <see cref="CaptionLines"/>.Count - 1.</param>
+    /// <returns>Image coordinates of the text origin.</returns>
+    public (int X, int Y) GetCaptionOrigin(int line)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(line);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(line, _captionLines.Length);
+        return (Border, Height + (line * CaptionLineHeight) + LabelPadding);
+    }
+
+    /// <summary>The saved image's XRGB8888 pixels: the grid, then the caption strip (<see cref="ImageHeight"/> rows of
+    /// <see cref="Stride"/> bytes).</summary>
+    /// <returns>A new buffer; the grid itself when there is no caption.</returns>
+    public byte[] RenderImage()
+    {
+        if (_captionLines.Length == 0)
+        {
+            return _pixels;
+        }
+
+        byte[] image = GC.AllocateUninitializedArray<byte>(Stride * ImageHeight);
+        _pixels.CopyTo(image, 0);
+        var canvas = new XrgbCanvas(image, Width, ImageHeight, Stride);
+        canvas.FillRect(0, Height, Width, CaptionHeight, BackgroundColor);
+        for (int line = 0; line < _captionLines.Length; line++)
+        {
+            (int x, int y) = GetCaptionOrigin(line);
+            TinyFont.DrawText(canvas, x, y, _captionLines[line], CaptionScale, LabelColor);
+        }
+
+        return image;
+    }
 
     /// <summary>Returns the top-left corner of tile <paramref name="index"/>'s thumbnail.</summary>
     /// <param name="index">Tile index, 0 to <see cref="Capacity"/> - 1.</param>
@@ -186,17 +300,17 @@ internal sealed class ContactSheet
         Count++;
     }
 
-    /// <summary>Writes the sheet as a PNG to <paramref name="destination"/> (left open).</summary>
+    /// <summary>Writes the sheet (and its caption) as a PNG to <paramref name="destination"/> (left open).</summary>
     /// <param name="destination">Output stream.</param>
     /// <param name="compressionLevel">zlib effort.</param>
     public void Save(Stream destination, CompressionLevel compressionLevel = CompressionLevel.Fastest) =>
-        PngEncoder.Write(destination, _pixels, Width, Height, Stride, compressionLevel);
+        PngEncoder.Write(destination, RenderImage(), Width, ImageHeight, Stride, compressionLevel);
 
-    /// <summary>Writes the sheet as a PNG file.</summary>
+    /// <summary>Writes the sheet (and its caption) as a PNG file.</summary>
     /// <param name="path">Output file path (created or truncated).</param>
     /// <param name="compressionLevel">zlib effort.</param>
     public void Save(string path, CompressionLevel compressionLevel = CompressionLevel.Fastest) =>
-        PngEncoder.Write(path, _pixels, Width, Height, Stride, compressionLevel);
+        PngEncoder.Write(path, RenderImage(), Width, ImageHeight, Stride, compressionLevel);
 
     private (int X, int Y) BeginTile(int frameNumber)
     {

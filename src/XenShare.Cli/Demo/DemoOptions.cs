@@ -35,6 +35,9 @@ internal sealed record DemoOptions
     /// <summary>Most frames.</summary>
     public const int MaxFrames = 100_000;
 
+    /// <summary>The contact sheet's file name.</summary>
+    public const string ContactSheetFileName = "contact_sheet.png";
+
     /// <summary>Frame width in pixels (even, 64 to 3840).</summary>
     public int Width { get; init; } = 1280;
 
@@ -66,6 +69,14 @@ internal sealed record DemoOptions
 
     /// <summary>Write the PNG of every N-th frame (the last frame is always written).</summary>
     public int PngEvery { get; init; } = 1;
+
+    /// <summary>After the run, run the same frames again on the other display path (zero copy and copying) without
+    /// writing files, to time both paths in one run and compare the PNG files byte for byte.</summary>
+    public bool Compare { get; init; } = true;
+
+    /// <summary>Write into an output folder that holds files the demo did not write (they are kept; those named like
+    /// the demo's files are overwritten).</summary>
+    public bool Force { get; init; }
 
     /// <summary>Tiles of the contact sheet (at most; fewer when there are fewer frames).</summary>
     public int ContactSheetFrames { get; init; } = 12;
@@ -102,10 +113,12 @@ internal sealed record DemoOptions
         return problems;
     }
 
-    /// <summary>Creates the output folder and checks that a file can be written in it; returns the problem, or
-    /// null when it is writable.</summary>
+    /// <summary>Checks that the output folder can be used at all: not a file, readable, and writable (it is created
+    /// when missing, and a probe file written and deleted). Returns the problem, or null. Whether it holds files the
+    /// demo did not write is <see cref="DemoOutputFolder.Inspect"/>'s question.</summary>
     public string? CheckOutputDirectory()
     {
+        if (DemoOutputFolder.Inspect(OutputDirectory).Problem is { } problem) return problem;
         try
         {
             Directory.CreateDirectory(OutputDirectory);
@@ -120,12 +133,20 @@ internal sealed record DemoOptions
         }
     }
 
+    /// <summary>The options of the comparison pass: the other display path over the same frames (GRANT_COPY after
+    /// zero-copy scan-out, scan-out after GRANT_COPY). GRANT_COPY reads the frontend's grants, so the comparison runs
+    /// frontend-allocated buffers even after a --be-alloc run.</summary>
+    public DemoOptions ComparisonOptions => this with { Copy = !Copy, BackendAllocated = false, Compare = false };
+
     /// <summary>Whether frame <paramref name="frame"/> gets a PNG file.</summary>
     public bool WritesPng(int frame) => frame % PngEvery == 0 || frame == Frames - 1;
 
+    /// <summary>The PNG file name of a frame (<c>frame_0007.png</c>).</summary>
+    public static string FrameFileName(int frame) => "frame_" + frame.ToString("D4", CultureInfo.InvariantCulture) + ".png";
+
     /// <summary>The PNG path of a frame.</summary>
-    public string FramePath(int frame) => Path.Combine(OutputDirectory, "frame_" + frame.ToString("D4", CultureInfo.InvariantCulture) + ".png");
+    public string FramePath(int frame) => Path.Combine(OutputDirectory, FrameFileName(frame));
 
     /// <summary>The contact sheet's path.</summary>
-    public string ContactSheetPath => Path.Combine(OutputDirectory, "contact_sheet.png");
+    public string ContactSheetPath => Path.Combine(OutputDirectory, ContactSheetFileName);
 }

@@ -1,13 +1,20 @@
 namespace XenShare.Cli.Demo;
 
-/// <summary>What a run of <see cref="DemoScene"/> did and measured.</summary>
+/// <summary>What a run of <see cref="DemoScene"/> did and measured: the run itself (its options' display path, the
+/// files it wrote) and, in <see cref="Comparison"/>, the same frames on the other display path (nothing written, the
+/// PNGs only hashed).</summary>
 internal sealed record DemoResult
 {
     /// <summary>The options of the run.</summary>
     public required DemoOptions Options { get; init; }
 
-    /// <summary>Page flips completed (requested, scanned out, answered).</summary>
+    /// <summary>Page flips completed (requested, shown, answered: the frontend saw the completion).</summary>
     public required int FramesCompleted { get; init; }
+
+    /// <summary>Frames the display showed (SET_CONFIG with a framebuffer, and PG_FLIP). When a run is cancelled this
+    /// can be one more than <see cref="FramesCompleted"/>: the display showed the last frame (and wrote its PNG) but the
+    /// frontend stopped before it saw the completion.</summary>
+    public int FramesPresented { get; init; }
 
     /// <summary>True when the run was cancelled before every frame was shown.</summary>
     public required bool Cancelled { get; init; }
@@ -63,11 +70,57 @@ internal sealed record DemoResult
     /// <summary>Frames the scan-out engine read in place (zero-copy mode).</summary>
     public required long ZeroCopyFrames { get; init; }
 
+    /// <summary>PNGs encoded: the files written, or in the comparison pass the frames encoded into a hash only.</summary>
+    public int PngsEncoded { get; init; }
+
     /// <summary>PNG files written, in frame order.</summary>
     public required IReadOnlyList<string> PngFiles { get; init; }
 
     /// <summary>The contact sheet, or null (cancelled, or nothing to show).</summary>
     public required string? ContactSheet { get; init; }
+
+    /// <summary>The stamp on the contact sheet, line by line as drawn (the mode and the counters); empty without a
+    /// sheet.</summary>
+    public IReadOnlyList<string> ContactSheetCaption { get; init; } = [];
+
+    /// <summary>The timing pass of this run's display path: the same frames again on a fresh host, writing nothing
+    /// (PNGs encoded into hashes only), timed as <see cref="Comparison"/> is; null when not run (<c>--no-compare</c>,
+    /// or this run was cancelled).</summary>
+    public DemoResult? TimedRun { get; init; }
+
+    /// <summary>The timing pass of the other display path (GRANT_COPY after scan-out, scan-out after GRANT_COPY) over
+    /// the same frames, on a fresh host, writing nothing; null when not run.</summary>
+    public DemoResult? Comparison { get; init; }
+
+    /// <summary>PNG files of this run whose frame the timing passes also encoded.</summary>
+    public int PngsCompared { get; init; }
+
+    /// <summary>Of <see cref="PngsCompared"/>, those byte-identical in every pass (same hash): the same pixels reach
+    /// the display either way; only who copies them differs.</summary>
+    public int PngsIdentical { get; init; }
+
+    /// <summary>The runs the timing table shows: the two timing passes, or this run alone without them.</summary>
+    public IReadOnlyList<DemoResult> TimingRuns =>
+        TimedRun is null ? [this] : Comparison is null ? [TimedRun] : [TimedRun, Comparison];
+
+    /// <summary>The timed run on the dma-buf scan-out path, or null.</summary>
+    public DemoResult? ScanoutRun => TimingRuns.FirstOrDefault(r => !r.Options.Copy);
+
+    /// <summary>The timed run on the GRANT_COPY path, or null.</summary>
+    public DemoResult? CopyRun => TimingRuns.FirstOrDefault(r => r.Options.Copy);
+
+    /// <summary>Median display-path time per flip of GRANT_COPY over that of dma-buf scan-out, both timed alike in this
+    /// run over the same frames; null unless both showed frames.</summary>
+    public double? CopyToScanoutRatio =>
+        ScanoutRun is { FramesCompleted: > 0, MicrosecondsPerFlip: > 0 } scan && CopyRun is { FramesCompleted: > 0 } copy
+            ? copy.MicrosecondsPerFlip / scan.MicrosecondsPerFlip
+            : null;
+
+    /// <summary>The timing pass that was cancelled, or null.</summary>
+    public DemoResult? CancelledTimingRun => TimedRun is { Cancelled: true } ? TimedRun : Comparison is { Cancelled: true } ? Comparison : null;
+
+    /// <summary>True when this run or a timing pass was cancelled.</summary>
+    public bool AnyCancelled => Cancelled || CancelledTimingRun is not null;
 
     /// <summary>Whether every DBUF_DESTROY was answered with success, i.e. the backend released every buffer in
     /// time.</summary>
@@ -95,10 +148,6 @@ internal sealed record DemoResult
     /// <summary>CPU bytes copied per frame on the display path.</summary>
     public double CpuBytesPerFrame => FramesCompleted == 0 ? 0 : (double)CpuBytesCopied / FramesCompleted;
 
-    /// <summary>CPU bytes per frame the other mode copies, from the frame geometry: 0 for zero-copy, one frame for
-    /// copy mode.</summary>
-    public long OtherModeCpuBytesPerFrame => Options.Copy ? 0 : Options.FrameBytes;
-
-    /// <summary>True when the run finished, every buffer was released and the leak check is clean.</summary>
-    public bool Clean => Released && Leaks.Count == 0;
+    /// <summary>True when every buffer was released and the leak check is clean, in this run and the timing passes.</summary>
+    public bool Clean => Released && Leaks.Count == 0 && (TimedRun?.Clean ?? true) && (Comparison?.Clean ?? true);
 }

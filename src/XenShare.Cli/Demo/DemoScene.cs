@@ -16,7 +16,11 @@ namespace XenShare.Cli.Demo;
 /// domU's <see cref="DemoFrontend"/> (the library's displif frontend) each
 /// walk the xenbus states to Connected, and the frames travel as displif requests on the shared ring and flip
 /// events on the event page. After the run (or a cancellation) both sides tear down, the host's leak and
-/// isolation checks run, and the contact sheet is written.
+/// isolation checks run, and the contact sheet is written, stamped with the mode and the counters. Then, unless
+/// <see cref="DemoOptions.Compare"/> is off, the same frames run twice more, each on a fresh host and writing nothing
+/// (PNGs encoded into hashes only): on this run's display path and on the other one
+/// (<see cref="DemoOptions.ComparisonOptions"/>), so both paths are timed alike in one run, PNG work excluded, and
+/// the two modes' PNG files are compared byte for byte.
 /// </summary>
 internal static class DemoScene
 {
@@ -26,21 +30,100 @@ internal static class DemoScene
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Runs the scene. <paramref name="frameDone"/> is called (on the frontend's side) with the number
-    /// of frames shown so far. Cancelling <paramref name="cancellationToken"/> stops both sides; the result then
-    /// has <see cref="DemoResult.Cancelled"/> set and still reports the teardown's leak check. Errors of either
-    /// side are rethrown (as <see cref="InvalidOperationException"/>) after the teardown.</summary>
-    public static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default) =>
-        RunAsync(options, frameDone, cancellationToken).GetAwaiter().GetResult();
+    /// of frames shown so far, <paramref name="timingFrameDone"/> likewise in each timing pass, with that pass's
+    /// options. Cancelling <paramref name="cancellationToken"/> stops both sides; the result then has
+    /// <see cref="DemoResult.Cancelled"/> (or a timing pass's) set and still reports the teardown's leak check and
+    /// exactly the files written. Errors of either side are rethrown (as <see cref="InvalidOperationException"/>)
+    /// after the teardown; an output folder that holds files the demo did not write is refused
+    /// (<see cref="InvalidOperationException"/>) unless <see cref="DemoOptions.Force"/> is set.</summary>
+    public static DemoResult Run(DemoOptions options, Action<int>? frameDone = null, Action<DemoOptions, int>? timingFrameDone = null, CancellationToken cancellationToken = default) =>
+        RunAsync(options, frameDone, timingFrameDone, cancellationToken).GetAwaiter().GetResult();
 
     /// <summary>The asynchronous form of <see cref="Run"/>.</summary>
-    public static async Task<DemoResult> RunAsync(DemoOptions options, Action<int>? frameDone = null, CancellationToken cancellationToken = default)
+    public static async Task<DemoResult> RunAsync(DemoOptions options, Action<int>? frameDone = null, Action<DemoOptions, int>? timingFrameDone = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         var problems = options.Validate();
         if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems), nameof(options));
-        Directory.CreateDirectory(options.OutputDirectory);
-        DeleteOldOutput(options.OutputDirectory);
+        var folder = DemoOutputFolder.Open(options);
+        if (options.Compare) await WarmUpAsync(options, cancellationToken).ConfigureAwait(false);
 
+        var recorder = new DemoRecorder(options, folder);
+        var result = await RunPassAsync(options, recorder, frameDone, cancellationToken).ConfigureAwait(false);
+        if (!result.Cancelled && recorder.Sheet is { Count: > 0 } sheet)
+        {
+            sheet.SetCaption(Stamp(result));
+            using var file = folder.Create(DemoOptions.ContactSheetFileName);
+            sheet.Save(file.Stream);
+            file.Commit();
+            result = result with { ContactSheet = file.FilePath, ContactSheetCaption = sheet.CaptionLines };
+        }
+        if (result.Cancelled || !options.Compare) return result;
+
+        // The timing passes: this run's display path again, then the other one, over the same frames, each on a fresh
+        // host and both alike - PNGs encoded into a hash, no file written - so that neither pays for file I/O the other
+        // does not (a pass writing files measured up to 2.6 x the time per flip of the same path writing none).
+        var recorders = new List<DemoRecorder> { recorder };
+        var timed = new List<DemoResult>();
+        foreach (var pass in new[] { options with { Compare = false }, options.ComparisonOptions })
+        {
+            var passRecorder = new DemoRecorder(pass, folder: null);
+            recorders.Add(passRecorder);
+            var passResult = await RunPassAsync(pass, passRecorder, timingFrameDone is null ? null : n => timingFrameDone(pass, n), cancellationToken).ConfigureAwait(false);
+            timed.Add(passResult);
+            if (passResult.Cancelled) break;
+        }
+        int compared = 0, identical = 0;
+        for (int f = 0; f < options.Frames; f++)
+        {
+            var hashes = recorders.Select(r => r.PngHash(f)).ToList();
+            if (hashes.Any(h => h is null)) continue;
+            compared++;
+            if (hashes.All(h => h == hashes[0])) identical++;
+        }
+        return result with { TimedRun = timed[0], Comparison = timed.Count > 1 ? timed[1] : null, PngsCompared = compared, PngsIdentical = identical };
+    }
+
+    /// <summary>Before the timed passes: both display paths once, at 64x64 for a few frames, on a host of their own,
+    /// nothing written and nothing reported - so that neither timed pass pays for compiling the code both run (the
+    /// tool runs without tiered compilation: every method is compiled fully optimised at its first call).</summary>
+    private static async Task WarmUpAsync(DemoOptions options, CancellationToken cancellationToken)
+    {
+        var small = options with { Width = DemoOptions.MinDimension, Height = DemoOptions.MinDimension, Frames = 4, Buffers = 1, PngEvery = 1, Compare = false };
+        foreach (var pass in new[] { small, small.ComparisonOptions })
+        {
+            if (cancellationToken.IsCancellationRequested) return;
+            await RunPassAsync(pass, new DemoRecorder(pass, folder: null), null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The contact sheet's stamp: the mode (zero copy or not, the backend's domain, who allocates the buffers,
+    /// the placement) and the counters of the run.</summary>
+    internal static IReadOnlyList<IReadOnlyList<string>> Stamp(DemoResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var o = result.Options;
+        var c = CultureInfo.InvariantCulture;
+        string mode = o.Copy ? "mode: copy (GRANT_COPY)" : result.ZeroCopy ? "mode: zero-copy (dma-buf scan-out)" : "mode: dma-buf scan-out, not zero copy";
+        string backend = string.Create(c, $"backend: dom{result.BackendDomainId} ({(result.BackendDirectMapped ? "direct-mapped" : "driver domain")})");
+        return
+        [
+            [string.Create(c, $"xenshare demo {o.Width}x{o.Height}"), mode],
+            [backend, o.BackendAllocated ? "be-alloc" : "fe-alloc", o.Fragmented ? "fragmented memory" : "2 MiB extents"],
+            [
+                string.Create(c, $"frames shown: {result.FramesCompleted}"),
+                string.Create(c, $"CPU bytes copied: {result.CpuBytesCopied:N0}"),
+                string.Create(c, $"bounce bytes: {result.BounceBytes:N0}"),
+                string.Create(c, $"mapping errors: {result.MappingErrors}"),
+            ],
+            [string.Create(c, $"display path: {result.MicrosecondsPerFlip:0.0} us per flip (median, PNG writing excluded)")],
+        ];
+    }
+
+    /// <summary>One pass: a fresh emulated host sized for the scene, both sides until every frame was shown or the run
+    /// was cancelled, the teardown and its checks.</summary>
+    private static async Task<DemoResult> RunPassAsync(DemoOptions options, DemoRecorder recorder, Action<int>? frameDone, CancellationToken cancellationToken)
+    {
         int bufferPages = options.Buffers * options.PagesPerBuffer;
         int grantFrames = Math.Max(64, ((bufferPages + 64) / 512) + 2);
         var domUConfig = new DomainConfig { RamPages = bufferPages + 2048, MaxGrantFrames = grantFrames };
@@ -73,7 +156,6 @@ internal static class DemoScene
             Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_RESOLUTION, string.Create(CultureInfo.InvariantCulture, $"{options.Width}x{options.Height}"));
             Toolstack(host, fePath + "/0/" + DisplifAbi.XENDISPL_FIELD_UNIQUE_ID, "demo0");
 
-            var recorder = new DemoRecorder(options);
             var frontend = new DemoFrontend(options, frameDone);
             Exception? failure = null;
             bool cancelled = false;
@@ -119,13 +201,6 @@ internal static class DemoScene
                 throw new InvalidOperationException("the demo failed: " + failure.Message + why, failure);
             }
 
-            string? sheetPath = null;
-            if (!cancelled && recorder.Sheet is { Count: > 0 } sheet)
-            {
-                sheetPath = options.ContactSheetPath;
-                sheet.Save(sheetPath);
-            }
-
             int shown = frontend.Completed;
             var displayPath = new double[shown];
             long displayTicks = 0;
@@ -143,6 +218,7 @@ internal static class DemoScene
             {
                 Options = options,
                 FramesCompleted = shown,
+                FramesPresented = (int)(scanout?.Presents ?? copy!.Presents),
                 Cancelled = cancelled,
                 Elapsed = elapsed,
                 DisplayPathTime = Stopwatch.GetElapsedTime(0, displayTicks),
@@ -157,7 +233,8 @@ internal static class DemoScene
                 ScanoutSegments = scanout?.SegmentCounts ?? [],
                 ZeroCopyFrames = stats?.ZeroCopyFrames ?? 0,
                 PngFiles = recorder.PngFiles,
-                ContactSheet = sheetPath,
+                PngsEncoded = recorder.PngsEncoded,
+                ContactSheet = null,
                 Released = frontend.Released,
                 Leaks = leaks,
                 Requests = backend.RequestSummary(),
@@ -185,13 +262,5 @@ internal static class DemoScene
         Array.Sort(sorted);
         int mid = sorted.Length / 2;
         return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    }
-
-    /// <summary>Removes the files of an earlier run (only the demo's own names) so the folder shows this run.</summary>
-    private static void DeleteOldOutput(string folder)
-    {
-        foreach (string file in Directory.EnumerateFiles(folder, "frame_*.png")) File.Delete(file);
-        string sheet = Path.Combine(folder, "contact_sheet.png");
-        if (File.Exists(sheet)) File.Delete(sheet);
     }
 }

@@ -167,6 +167,7 @@ public sealed class BenchCommandTests
             ["id", "what", "value", "unit", "baseline", "baselineUnit", "ratio", "target", "pass"],
             row.EnumerateObject().Select(p => p.Name));
         Assert.Equal("P7", row.GetProperty("id").GetString());
+        Assert.Contains(BenchCommand.DocsLine, error, StringComparison.Ordinal);   // on stderr: stdout is the JSON alone
         Assert.Equal("<= 0", row.GetProperty("target").GetString());
         double value = row.GetProperty("value").GetDouble();
         double baseline = row.GetProperty("baseline").GetDouble();
@@ -182,6 +183,8 @@ public sealed class BenchCommandTests
         Assert.Contains("P7", output, StringComparison.Ordinal);
         Assert.Contains("1 target(s):", output, StringComparison.Ordinal);
         Assert.DoesNotContain("\u001b[", output, StringComparison.Ordinal);
+        Assert.EndsWith(BenchCommand.DocsLine + Environment.NewLine, output, StringComparison.Ordinal);   // where the targets are explained
+        Assert.True(File.Exists(Path.Combine(TestPaths.RepositoryRoot(), "docs", "performance.md")));
     }
 
     /// <summary>P7b's export cycle allocates more than its 256 B budget today: a missed target. By default bench
@@ -206,6 +209,15 @@ public sealed class BenchCommandTests
         (int exitCode, _, string error) = Run("bench", "--only", "P42");
         Assert.NotEqual(0, exitCode);
         Assert.Contains("P42", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Small_ratios_keep_their_digits()
+    {
+        Assert.Equal("0.00035", BenchCommand.Ratio(0.000347));
+        Assert.Equal("0.038", BenchCommand.Ratio(0.0381));
+        Assert.Equal("2.898", BenchCommand.Ratio(2.8981));
+        Assert.Equal("0", BenchCommand.Ratio(0));
     }
 
     [Fact]

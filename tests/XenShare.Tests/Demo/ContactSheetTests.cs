@@ -158,6 +158,103 @@ public sealed class ContactSheetTests
         }
     }
 
+    /// <summary>The caption (the demo's stamp) is drawn under the grid of the saved image, wrapped at item
+    /// boundaries to the sheet's width, and leaves the grid as it was.</summary>
+    [Fact]
+    public void Caption_IsDrawnUnderTheGrid_WrappedAtItems()
+    {
+        const int Width = 640;
+        const int Height = 360;
+        var sheet = new ContactSheet(Width, Height, capacity: 4, columns: 4, thumbnailWidth: 160);
+        var frame = new byte[Width * Height * 4];
+        TestPattern.Draw(frame, Width, Height, Width * 4, 3, 1);
+        sheet.AddFrame(frame, Width * 4, 3);
+        byte[] grid = sheet.Pixels.ToArray();
+        Assert.Equal(0, sheet.CaptionHeight);
+        Assert.Same(sheet.RenderImage(), sheet.RenderImage());   // no caption: the grid itself
+
+        sheet.SetCaption(
+        [
+            ["xenshare demo 640x360", "mode: zero-copy (dma-buf scan-out)", "backend: dom2 (driver domain)", "fe-alloc", "2 MiB extents"],
+            ["frames shown: 60", "CPU bytes copied: 0"],
+        ]);
+        Assert.Equal(2, sheet.CaptionScale);
+        int max = sheet.CaptionCharactersPerLine;
+        Assert.Equal((sheet.Width - (2 * sheet.Border) + 2) / 12, max);
+        Assert.All(sheet.CaptionLines, line => Assert.InRange(line.Length, 1, max));
+        // Items stay whole where they fit; the second paragraph starts a line of its own.
+        Assert.Equal("frames shown: 60  CPU bytes copied: 0", sheet.CaptionLines[^1]);
+        Assert.Contains(sheet.CaptionLines, line => line.Contains("mode: zero-copy (dma-buf scan-out)", StringComparison.Ordinal));
+        Assert.Equal(sheet.Height + (sheet.CaptionLines.Count * sheet.CaptionLineHeight) + sheet.Border, sheet.ImageHeight);
+
+        byte[] image = sheet.RenderImage();
+        Assert.Equal(sheet.Stride * sheet.ImageHeight, image.Length);
+        Assert.True(image.AsSpan(0, grid.Length).SequenceEqual(grid));
+        Assert.True(sheet.Pixels.SequenceEqual(grid));
+        for (int line = 0; line < sheet.CaptionLines.Count; line++)
+        {
+            string text = sheet.CaptionLines[line];
+            (int x0, int y0) = sheet.GetCaptionOrigin(line);
+            for (int y = -1; y <= TinyFont.GlyphHeight * 2; y++)
+            {
+                for (int x = -1; x <= TinyFont.MeasureWidth(text.Length, 2); x++)
+                {
+                    uint expected = TinyFont.IsInk(text, x, y, 2) ? ContactSheet.LabelColor : ContactSheet.BackgroundColor;
+                    int at = ((y0 + y) * sheet.Stride) + ((x0 + x) * 4);
+                    Assert.Equal(expected, BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(at)) & 0xFFFFFF);
+                }
+            }
+        }
+
+        string path = Path.Combine(Path.GetTempPath(), $"xenshare-sheet-caption-{Guid.NewGuid():N}.png");
+        try
+        {
+            sheet.Save(path);
+            var decoded = PngDecoder.DecodeFile(path);
+            Assert.Equal((sheet.Width, sheet.ImageHeight), (decoded.Width, decoded.Height));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>A narrow sheet draws the caption at scale 1, and an item longer than a line wraps at its spaces (a
+    /// word longer than a line is cut).</summary>
+    [Fact]
+    public void Caption_OnANarrowSheet_WrapsLongItems()
+    {
+        var sheet = new ContactSheet(64, 64, capacity: 1, thumbnailWidth: 64);
+        sheet.SetCaption([["display path: 123.4 us per flip (median, PNG writing excluded)", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEF"]]);
+        Assert.Equal(1, sheet.CaptionScale);
+        int max = sheet.CaptionCharactersPerLine;
+        Assert.True(max < 40);
+        Assert.All(sheet.CaptionLines, line => Assert.InRange(line.Length, 1, max));
+        int cut = sheet.CaptionLines.ToList().FindIndex(line => line.StartsWith('A'));
+        Assert.True(cut > 1);
+        Assert.Equal("display path: 123.4 us per flip (median, PNG writing excluded)", string.Join(" ", sheet.CaptionLines.Take(cut)));
+        Assert.Equal("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEF", string.Concat(sheet.CaptionLines.Skip(cut)));
+    }
+
+    /// <summary>The font has the letters and signs of the stamp; lower case draws as upper case.</summary>
+    [Fact]
+    public void TinyFont_HasTheStampsCharacters()
+    {
+        foreach (char ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.,:/()_=+%'<>")
+        {
+            Assert.True(TinyFont.HasGlyph(ch), $"'{ch}'");
+            Assert.Contains(Enumerable.Range(0, TinyFont.GlyphHeight), row => Enumerable.Range(0, TinyFont.GlyphWidth).Any(col => TinyFont.IsSet(ch, col, row)));
+        }
+        for (int row = 0; row < TinyFont.GlyphHeight; row++)
+            for (int col = 0; col < TinyFont.GlyphWidth; col++)
+            {
+                Assert.Equal(TinyFont.IsSet('M', col, row), TinyFont.IsSet('m', col, row));
+                Assert.False(TinyFont.IsSet(' ', col, row));
+                Assert.False(TinyFont.IsSet('µ', col, row));
+            }
+        Assert.False(TinyFont.HasGlyph(' '));
+    }
+
     private static uint SheetPixel(ContactSheet sheet, int x, int y) =>
         BinaryPrimitives.ReadUInt32LittleEndian(sheet.Pixels[((y * sheet.Stride) + (x * 4))..]) & 0xFFFFFF;
 }
