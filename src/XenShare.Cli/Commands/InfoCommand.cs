@@ -44,10 +44,10 @@ internal static class InfoCommand
         int MaptrackHandles,
         int RamPages,
         int UnpopulatedPages,
-        int GntDevLimit,
-        int GntAllocLimit,
+        [property: System.Text.Json.Serialization.JsonPropertyName("gntdevLimit")] int GntDevLimit,
+        [property: System.Text.Json.Serialization.JsonPropertyName("gntallocLimit")] int GntAllocLimit,
         int MaxFdsPerProcess,
-        bool GntDevDmaBuf)
+        [property: System.Text.Json.Serialization.JsonPropertyName("gntdevDmaBuf")] bool GntDevDmaBuf)
     {
         /// <summary>Creates a default host (dom0 only), reads its limits and destroys it.</summary>
         public static EmulatedLimits Read()
@@ -112,10 +112,6 @@ internal static class InfoCommand
         var native = probe is null ? null : new InfoNativeJson(
             probe.GntDevExists, probe.GntDevOpenResult, probe.GntAllocExists, probe.GntAllocOpenResult, probe.EvtChnExists,
             probe.EvtChnOpenResult, probe.HasGntDevDmaBuf, probe.IsComplete, probe.ToString());
-        var emulated = new InfoEmulatedJson(
-            limits.MachineFrames, limits.MachineMemoryBytes, limits.MaxGrantFrames, limits.GrantRefs, limits.ReservedRefs,
-            limits.MaptrackHandles, limits.RamPages, limits.UnpopulatedPages, limits.GntDevLimit, limits.GntAllocLimit,
-            limits.MaxFdsPerProcess, limits.GntDevDmaBuf);
-        return JsonSerializer.Serialize(new InfoJson(probe is null ? "emulated" : "native", native, emulated), CliJsonContext.Relaxed.InfoJson);
+        return JsonSerializer.Serialize(new InfoJson(probe is null ? "emulated" : "native", native, limits), CliJsonContext.Relaxed.InfoJson);
     }
 }

@@ -46,12 +46,6 @@ public sealed class DisplayDevice : IDisposable
     /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
     public GuestFdHandle Handle => _handle;
 
-    private int Ioctl(uint request, Span<byte> arg)
-    {
-        using var fd = _handle.Lease();
-        return Process.Ioctl(fd.Fd, request, arg);
-    }
-
     /// <summary>FB_IMPORT: imports the dma-buf <paramref name="dmaBufFd"/> of the process as a framebuffer of
     /// <paramref name="width"/> x <paramref name="height"/> 32-bit pixels with <paramref name="stride"/> bytes per
     /// row. The display takes one DMA segment.</summary>
@@ -65,7 +59,7 @@ public sealed class DisplayDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(stride);
         var op = new xenshare_display_fb_import { fd = (uint)dmaBufFd, width = (uint)width, height = (uint)height, stride = (uint)stride, fourcc = fourCC };
-        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
+        ErrnoMapper.Check(_handle.Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_IMPORT");
         return new ScanoutBuffer(this, op.fb_id, width, height, stride, (int)op.segments, (long)op.bounced_bytes);
     }
 
@@ -75,7 +69,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb { fb_id = buffer.Id };
-        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FLIP");
+        ErrnoMapper.Check(_handle.Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FLIP, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FLIP");
     }
 
     /// <summary>FB_SYNC: what the CPU wrote into a bounced buffer since it was imported (or last synced) reaches the
@@ -85,7 +79,7 @@ public sealed class DisplayDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var op = new xenshare_display_fb_sync { fb_id = buffer.Id };
-        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
+        ErrnoMapper.Check(_handle.Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_SYNC, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_SYNC");
         return (long)op.bytes_copied;
     }
 
@@ -103,22 +97,15 @@ public sealed class DisplayDevice : IDisposable
     public DisplayStats Stats()
     {
         var op = default(xenshare_display_stats);
-        ErrnoMapper.Check(Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_STATS");
+        ErrnoMapper.Check(_handle.Ioctl(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_STATS, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_STATS");
         return new DisplayStats(op);
     }
 
     internal void Release(uint id)
     {
-        if (!_handle.TryAddRef()) return;   // closing the device released every framebuffer
-        try
-        {
-            var op = new xenshare_display_fb { fb_id = id };
-            ErrnoMapper.Check(Process.Ioctl(_handle.Number, DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
-        }
-        finally
-        {
-            _handle.DangerousRelease();
-        }
+        var op = new xenshare_display_fb { fb_id = id };
+        // Nothing to do once the device is disposed: closing the device released every framebuffer.
+        if (_handle.IoctlIfOpen(DisplayDeviceIoctl.XENSHARE_DISPLAY_IOCTL_FB_RELEASE, IoctlArg.Of(ref op)) is int rc) ErrnoMapper.Check(rc, "XENSHARE_DISPLAY_IOCTL_FB_RELEASE");
     }
 
     /// <summary>Closes the device: every framebuffer it imported is released.</summary>

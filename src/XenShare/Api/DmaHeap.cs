@@ -51,8 +51,7 @@ public sealed class DmaHeap : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         var op = new dma_heap_allocation_data { len = (ulong)length, fd_flags = (uint)(Posix.O_RDWR | Posix.O_CLOEXEC) };
-        using (var fd = _handle.Lease())
-            ErrnoMapper.Check(Process.Ioctl(fd.Fd, DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, IoctlArg.Of(ref op)), "DMA_HEAP_IOCTL_ALLOC");
+        ErrnoMapper.Check(_handle.Ioctl(DmaHeapIoctl.DMA_HEAP_IOCTL_ALLOC, IoctlArg.Of(ref op)), "DMA_HEAP_IOCTL_ALLOC");
         return new GuestFdHandle(Process, (int)op.fd, "dma-buf");
     }
 

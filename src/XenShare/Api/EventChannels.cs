@@ -34,13 +34,7 @@ public sealed class EventChannels : IDisposable
     /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
     public GuestFdHandle Handle => _handle;
 
-    private int Ioctl(uint request, Span<byte> arg)
-    {
-        using var fd = _handle.Lease();
-        return Process.Ioctl(fd.Fd, request, arg);
-    }
-
-    private int Call(uint request, Span<byte> arg, string name) => ErrnoMapper.Check(Ioctl(request, arg), name);
+    private int Call(uint request, Span<byte> arg, string name) => ErrnoMapper.Check(_handle.Ioctl(request, arg), name);
 
     /// <summary>BIND_UNBOUND_PORT: a local port that <paramref name="remote"/> may bind.</summary>
     public EventPort BindUnbound(DomainId remote)

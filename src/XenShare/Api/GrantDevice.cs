@@ -56,8 +56,7 @@ public sealed class GrantDevice : IDisposable
         {
             var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
             for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
-            using var fd = _handle.Lease();
-            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
+            ErrnoMapper.Check(_handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
             index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
         }
         int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
@@ -86,8 +85,7 @@ public sealed class GrantDevice : IDisposable
     public void SetMaxGrants(uint count)
     {
         var op = new ioctl_gntdev_set_max_grants { count = count };
-        using var fd = _handle.Lease();
-        int rc = Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, IoctlArg.Of(ref op));
+        int rc = _handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_SET_MAX_GRANTS, IoctlArg.Of(ref op));
         if (rc == -Errno.ENOTTY) return;
         ErrnoMapper.Check(rc, "IOCTL_GNTDEV_SET_MAX_GRANTS");
     }
@@ -127,8 +125,7 @@ public sealed class GrantDevice : IDisposable
                 else d.dest.virt = (ulong)s.Dest.Address;
             }
             var op = new ioctl_gntdev_grant_copy { count = (uint)segments.Length, segments = (ulong)_segments.Address };
-            using var fd = _handle.Lease();
-            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_GRANT_COPY");
+            ErrnoMapper.Check(_handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_GRANT_COPY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_GRANT_COPY");
             for (int i = 0; i < segments.Length; i++) statuses[i] = segs[i].status;
         }
     }
@@ -142,8 +139,7 @@ public sealed class GrantDevice : IDisposable
         var header = new ioctl_gntdev_dmabuf_exp_from_refs { flags = (uint)backing, count = (uint)refs.Length, domid = domain.Value };
         using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_exp_from_refs, uint>(header, refsAt, refs.Length, stackalloc byte[256]);
         MemoryMarshal.Cast<GrantRef, uint>(refs).CopyTo(arg.Array<uint>(refsAt, refs.Length));
-        using var fd = _handle.Lease();
-        ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
+        ErrnoMapper.Check(_handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS");
         return new ExportedDmaBuf(this, (int)arg.Header<ioctl_gntdev_dmabuf_exp_from_refs>().fd, refs.Length * (long)XenPage.Size);
     }
 
@@ -152,8 +148,7 @@ public sealed class GrantDevice : IDisposable
     public int WaitReleasedRaw(int fdKey, uint waitMs)
     {
         var op = new ioctl_gntdev_dmabuf_exp_wait_released { fd = (uint)fdKey, wait_to_ms = waitMs };
-        using var fd = _handle.Lease();
-        return Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, IoctlArg.Of(ref op));
+        return _handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED, IoctlArg.Of(ref op));
     }
 
     /// <summary>IOCTL_GNTDEV_DMABUF_IMP_TO_REFS: grants the pages of the dma-buf at
@@ -165,8 +160,7 @@ public sealed class GrantDevice : IDisposable
         int refsAt = GntDevIoctl.DmaBufRefsOffset;
         var header = new ioctl_gntdev_dmabuf_imp_to_refs { fd = (uint)dmaBufFd, count = (uint)pageCount, domid = domain.Value };
         using var arg = IoctlArg.WithArray<ioctl_gntdev_dmabuf_imp_to_refs, uint>(header, refsAt, pageCount, stackalloc byte[256]);
-        using var fd = _handle.Lease();
-        ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
+        ErrnoMapper.Check(_handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_TO_REFS, arg.Bytes), "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS");
         var refs = new GrantRef[pageCount];
         MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(refsAt, pageCount)).CopyTo(refs);
         return new ImportedDmaBuf(this, dmaBufFd, refs);
@@ -176,16 +170,8 @@ public sealed class GrantDevice : IDisposable
     /// released every import).</summary>
     internal int? ImportRelease(int fdKey)
     {
-        if (!_handle.TryAddRef()) return null;
-        try
-        {
-            var op = new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey };
-            return Process.Ioctl(_handle.Number, GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, IoctlArg.Of(ref op));
-        }
-        finally
-        {
-            _handle.DangerousRelease();
-        }
+        var op = new ioctl_gntdev_dmabuf_imp_release { fd = (uint)fdKey };
+        return _handle.IoctlIfOpen(GntDevIoctl.IOCTL_GNTDEV_DMABUF_IMP_RELEASE, IoctlArg.Of(ref op));
     }
 
     /// <summary>Closes gntdev. Exported dma-bufs stay alive; mappings still mapped keep the fd open until they

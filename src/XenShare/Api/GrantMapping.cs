@@ -61,8 +61,7 @@ public sealed class GrantMapping : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var op = new ioctl_gntdev_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value };
-        using var fd = _device.Handle.Lease();
-        ErrnoMapper.Check(_device.Process.Ioctl(fd.Fd, GntDevIoctl.IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_SET_UNMAP_NOTIFY");
+        ErrnoMapper.Check(_device.Handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTDEV_SET_UNMAP_NOTIFY");
     }
 
     /// <summary>Unmaps and releases the map (once the last pin of <see cref="Memory"/> is released).</summary>

@@ -49,8 +49,7 @@ public sealed class GrantSharer : IDisposable
         var header = new ioctl_gntalloc_alloc_gref { domid = domain.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)pageCount };
         using (var arg = IoctlArg.WithArray<ioctl_gntalloc_alloc_gref, uint>(header, idsAt, pageCount, stackalloc byte[256]))
         {
-            using var fd = _handle.Lease();
-            ErrnoMapper.Check(Process.Ioctl(fd.Fd, GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
+            ErrnoMapper.Check(_handle.Ioctl(GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
             index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
             MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
         }

@@ -55,6 +55,29 @@ public sealed class GuestFdHandle : SafeHandle
         return new FdLease(this, (int)handle);
     }
 
+    /// <summary>One ioctl on the fd with a reference held for its duration.</summary>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    internal int Ioctl(uint request, Span<byte> arg)
+    {
+        using var fd = Lease();
+        return Process.Ioctl(fd.Fd, request, arg);
+    }
+
+    /// <summary>One ioctl unless the handle is disposed: null then (closing the device released what the ioctl
+    /// would have released).</summary>
+    internal int? IoctlIfOpen(uint request, Span<byte> arg)
+    {
+        if (!TryAddRef()) return null;
+        try
+        {
+            return Process.Ioctl((int)handle, request, arg);
+        }
+        finally
+        {
+            DangerousRelease();
+        }
+    }
+
     /// <summary>Takes a reference unless the handle is disposed; false when disposed.</summary>
     internal bool TryAddRef() => SafeHandleRefs.TryAddRef(this, ref _disposed);
 

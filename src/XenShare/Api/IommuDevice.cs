@@ -41,12 +41,6 @@ public sealed class IommuDevice : IDisposable
     /// <summary>The handle that owns the fd (closed by Dispose or, when forgotten, by the finalizer).</summary>
     public GuestFdHandle Handle => _handle;
 
-    private int Ioctl(uint request, Span<byte> arg)
-    {
-        using var fd = _handle.Lease();
-        return Process.Ioctl(fd.Fd, request, arg);
-    }
-
     /// <summary>IMPORT: the dma-buf <paramref name="dmaBufFd"/> of the process, mapped for the device with
     /// <paramref name="direction"/> (0 bidirectional, 1 to the device, 2 from the device).</summary>
     /// <exception cref="XenShareException">EBADF, EINVAL (not a dma-buf), ENOMEM (the DMA API could not map it),
@@ -56,7 +50,7 @@ public sealed class IommuDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(dmaBufFd);
         ArgumentOutOfRangeException.ThrowIfNegative(direction);
         var op = new xenshare_iommu_import { fd = (uint)dmaBufFd, direction = (uint)direction };
-        ErrnoMapper.Check(Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_IMPORT");
+        ErrnoMapper.Check(_handle.Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_IMPORT, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_IMPORT");
         return new IommuBuffer(this, op.handle, (int)op.segments, (long)op.size);
     }
 
@@ -65,22 +59,15 @@ public sealed class IommuDevice : IDisposable
         int header = System.Runtime.CompilerServices.Unsafe.SizeOf<xenshare_iommu_read>();
         using var arg = IoctlArg.WithArray<xenshare_iommu_read, byte>(
             new xenshare_iommu_read { handle = handle, length = (uint)into.Length, offset = (ulong)offset }, header, into.Length, stackalloc byte[256]);
-        ErrnoMapper.Check(Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg.Bytes), "XENSHARE_IOMMU_IOCTL_READ");
+        ErrnoMapper.Check(_handle.Ioctl(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_READ, arg.Bytes), "XENSHARE_IOMMU_IOCTL_READ");
         arg.Bytes.Slice(header, into.Length).CopyTo(into);
     }
 
     internal void Release(uint handle)
     {
-        if (!_handle.TryAddRef()) return;   // closing the device released every import
-        try
-        {
-            var op = new xenshare_iommu_handle { handle = handle };
-            ErrnoMapper.Check(Process.Ioctl(_handle.Number, IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, IoctlArg.Of(ref op)), "XENSHARE_IOMMU_IOCTL_RELEASE");
-        }
-        finally
-        {
-            _handle.DangerousRelease();
-        }
+        var op = new xenshare_iommu_handle { handle = handle };
+        // Nothing to do once the device is disposed: closing the device released every import.
+        if (_handle.IoctlIfOpen(IommuDeviceIoctl.XENSHARE_IOMMU_IOCTL_RELEASE, IoctlArg.Of(ref op)) is int rc) ErrnoMapper.Check(rc, "XENSHARE_IOMMU_IOCTL_RELEASE");
     }
 
     /// <summary>Closes the device: every import it holds is released.</summary>

@@ -51,8 +51,7 @@ public sealed class SharedPages : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var op = new ioctl_gntalloc_unmap_notify { index = Index + (ulong)byteOffset, action = (uint)action, event_channel_port = port.Value };
-        using var fd = _sharer.Handle.Lease();
-        ErrnoMapper.Check(_sharer.Process.Ioctl(fd.Fd, GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
+        ErrnoMapper.Check(_sharer.Handle.Ioctl(GntAllocIoctl.IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, IoctlArg.Of(ref op)), "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY");
     }
 
     /// <summary>Unmaps and deallocates (once the last pin of <see cref="Memory"/> is released).</summary>
