@@ -91,6 +91,8 @@ public sealed class EventChannels : IDisposable
     /// <see cref="CancellationSlice"/>, so cancellation is seen within one slice and then ends the wait with
     /// <see cref="OperationCanceledException"/>; an event read before that is never lost (it is returned).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A negative timeout other than infinite.</exception>
+    /// <exception cref="ObjectDisposedException">The channels are disposed (the task faults with it when they are
+    /// disposed during the wait: the next slice finds them gone).</exception>
     public Task<EventPort?> WaitPendingAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         int total = ToMs(timeout);

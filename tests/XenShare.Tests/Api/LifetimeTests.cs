@@ -221,6 +221,17 @@ public sealed class LifetimeTests : EmulatorTest
     }
 
     [Fact]
+    public async Task EventChannels_DisposedDuringAnAsyncWait_FaultsItWithObjectDisposed()
+    {
+        var ev = EventChannels.Open(PU);
+        ev.BindUnbound(Dom0.Id);
+        var waiting = ev.WaitPendingAsync(Timeout.InfiniteTimeSpan);
+        ev.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(Generous));
+        Assert.True(PU.WaitIdle(Generous));   // the last slice's poll has returned and the fd is closed
+    }
+
+    [Fact]
     public void XenShareException_IsAnIOException_WithErrnoAndOperation()
     {
         using var gnt = GrantDevice.Open(P0);
