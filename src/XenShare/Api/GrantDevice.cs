@@ -49,29 +49,39 @@ public sealed class GrantDevice : IDisposable
     public GrantMapping Map(DomainId domain, ReadOnlySpan<GrantRef> refs, bool writable = true)
     {
         if (refs.IsEmpty) throw ErrnoMapper.ToException(-Errno.EINVAL, "IOCTL_GNTDEV_MAP_GRANT_REF");
-        int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
-        ulong index;
-        var header = new ioctl_gntdev_map_grant_ref { count = (uint)refs.Length };
-        using (var arg = IoctlArg.WithArray<ioctl_gntdev_map_grant_ref, ioctl_gntdev_grant_ref>(header, refsAt, refs.Length, stackalloc byte[256]))
-        {
-            var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
-            for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
-            ErrnoMapper.Check(_handle.Ioctl(GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
-            index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
-        }
-        int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
-        int length = refs.Length * XenPage.Size;
-        // The mapping's handle holds a reference on the gntdev fd until it has unmapped and released the map.
+        // The reference the mapping's handle will hold (until it has unmapped and released the map) is taken
+        // first, so a concurrent dispose cannot close the fd between the map and the mmap.
         ObjectDisposedException.ThrowIf(!_handle.TryAddRef(), this);
-        long addr = Process.Mmap(_handle.Number, (long)index, length, prot, Posix.MAP_SHARED);
-        if (addr < 0)
+        bool owned = false;
+        try
         {
-            UnmapGrantRef(_handle.Number, index, refs.Length);
-            _handle.DangerousRelease();
-            throw ErrnoMapper.ToException(addr, "mmap(gntdev)");
+            int fd = _handle.Number;
+            int refsAt = GntDevIoctl.MapGrantRefRefsOffset;
+            ulong index;
+            var header = new ioctl_gntdev_map_grant_ref { count = (uint)refs.Length };
+            using (var arg = IoctlArg.WithArray<ioctl_gntdev_map_grant_ref, ioctl_gntdev_grant_ref>(header, refsAt, refs.Length, stackalloc byte[256]))
+            {
+                var list = arg.Array<ioctl_gntdev_grant_ref>(refsAt, refs.Length);
+                for (int i = 0; i < refs.Length; i++) list[i] = new ioctl_gntdev_grant_ref { domid = domain.Value, @ref = refs[i].Value };
+                ErrnoMapper.Check(Process.Ioctl(fd, GntDevIoctl.IOCTL_GNTDEV_MAP_GRANT_REF, arg.Bytes), "IOCTL_GNTDEV_MAP_GRANT_REF");
+                index = arg.Header<ioctl_gntdev_map_grant_ref>().index;
+            }
+            int prot = Posix.PROT_READ | (writable ? Posix.PROT_WRITE : 0);
+            int length = refs.Length * XenPage.Size;
+            long addr = Process.Mmap(fd, (long)index, length, prot, Posix.MAP_SHARED);
+            if (addr < 0)
+            {
+                UnmapGrantRef(fd, index, refs.Length);
+                throw ErrnoMapper.ToException(addr, "mmap(gntdev)");
+            }
+            var mapping = new GuestMappingHandle(Process, addr, length, nameof(GrantMapping), _handle, AfterUnmap.GntDevUnmapGrantRef, index, refs.Length);
+            owned = true;
+            return new GrantMapping(this, mapping, index, refs.Length, writable);
         }
-        var mapping = new GuestMappingHandle(Process, addr, length, nameof(GrantMapping), _handle, AfterUnmap.GntDevUnmapGrantRef, index, refs.Length);
-        return new GrantMapping(this, mapping, index, refs.Length, writable);
+        finally
+        {
+            if (!owned) _handle.DangerousRelease();
+        }
     }
 
     private void UnmapGrantRef(int fd, ulong index, int count)

@@ -43,30 +43,40 @@ public sealed class GrantSharer : IDisposable
     public SharedPages Share(DomainId domain, int pageCount, bool writable = true, bool deallocateAfterMap = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pageCount);
-        int idsAt = GntAllocIoctl.GrefIdsOffset;
-        ulong index;
-        var refs = new GrantRef[pageCount];
-        var header = new ioctl_gntalloc_alloc_gref { domid = domain.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)pageCount };
-        using (var arg = IoctlArg.WithArray<ioctl_gntalloc_alloc_gref, uint>(header, idsAt, pageCount, stackalloc byte[256]))
-        {
-            ErrnoMapper.Check(_handle.Ioctl(GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
-            index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
-            MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
-        }
-        int length = pageCount * XenPage.Size;
-        // The pages' mapping handle holds a reference on the gntalloc fd until it has unmapped and deallocated.
+        // The reference the pages' mapping handle will hold (until it has unmapped and deallocated) is taken
+        // first, so a concurrent dispose cannot close the fd between the allocation and the mmap.
         ObjectDisposedException.ThrowIf(!_handle.TryAddRef(), this);
-        long addr = Process.Mmap(_handle.Number, (long)index, length, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
-        if (addr < 0)
+        bool owned = false;
+        try
         {
-            Dealloc(_handle.Number, index, pageCount);
-            _handle.DangerousRelease();
-            throw ErrnoMapper.ToException(addr, "mmap(gntalloc)");
+            int fd = _handle.Number;
+            int idsAt = GntAllocIoctl.GrefIdsOffset;
+            ulong index;
+            var refs = new GrantRef[pageCount];
+            var header = new ioctl_gntalloc_alloc_gref { domid = domain.Value, flags = writable ? GntAllocIoctl.GNTALLOC_FLAG_WRITABLE : (ushort)0, count = (uint)pageCount };
+            using (var arg = IoctlArg.WithArray<ioctl_gntalloc_alloc_gref, uint>(header, idsAt, pageCount, stackalloc byte[256]))
+            {
+                ErrnoMapper.Check(Process.Ioctl(fd, GntAllocIoctl.IOCTL_GNTALLOC_ALLOC_GREF, arg.Bytes), "IOCTL_GNTALLOC_ALLOC_GREF");
+                index = arg.Header<ioctl_gntalloc_alloc_gref>().index;
+                MemoryMarshal.Cast<uint, GrantRef>(arg.Array<uint>(idsAt, pageCount)).CopyTo(refs);
+            }
+            int length = pageCount * XenPage.Size;
+            long addr = Process.Mmap(fd, (long)index, length, Posix.PROT_READ | Posix.PROT_WRITE, Posix.MAP_SHARED);
+            if (addr < 0)
+            {
+                Dealloc(fd, index, pageCount);
+                throw ErrnoMapper.ToException(addr, "mmap(gntalloc)");
+            }
+            if (deallocateAfterMap) Dealloc(fd, index, pageCount);
+            var mapping = new GuestMappingHandle(Process, addr, length, nameof(SharedPages), _handle,
+                deallocateAfterMap ? AfterUnmap.None : AfterUnmap.GntAllocDealloc, index, pageCount);
+            owned = true;
+            return new SharedPages(this, mapping, index, refs, writable);
         }
-        if (deallocateAfterMap) Dealloc(_handle.Number, index, pageCount);
-        var mapping = new GuestMappingHandle(Process, addr, length, nameof(SharedPages), _handle,
-            deallocateAfterMap ? AfterUnmap.None : AfterUnmap.GntAllocDealloc, index, pageCount);
-        return new SharedPages(this, mapping, index, refs, writable);
+        finally
+        {
+            if (!owned) _handle.DangerousRelease();
+        }
     }
 
     private void Dealloc(int fd, ulong index, int count)
