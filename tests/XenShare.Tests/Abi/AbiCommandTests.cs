@@ -7,15 +7,7 @@ namespace XenShare.Tests.Abi;
 /// <summary>Runs <c>xenshare abi</c> in-process through the real command-line parser.</summary>
 public sealed class AbiCommandTests
 {
-    private static (int ExitCode, string Output, string Error) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int exitCode = XenShare.Cli.Program.CreateRootCommand()
-            .Parse(args)
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exitCode, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Run(params string[] args) => XenShare.Tests.Cli.CliRun.Invoke(args);
 
     [Fact]
     public void Abi_json_parses_and_matches_the_catalog()

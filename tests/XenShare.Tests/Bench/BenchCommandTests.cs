@@ -11,15 +11,7 @@ namespace XenShare.Tests.Bench;
 [Collection(BenchMeasurementsGroup.Name)]
 public sealed class BenchCommandTests
 {
-    private static (int ExitCode, string Output, string Error) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int exitCode = XenShare.Cli.Program.CreateRootCommand()
-            .Parse(args)
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exitCode, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Run(params string[] args) => XenShare.Tests.Cli.CliRun.Invoke(args);
 
     private static bool Meets(string target, double ratio)
     {

@@ -23,15 +23,7 @@ public sealed class TableWidthTests
             Assert.True(line.Length <= Columns, $"{what}: a line of {line.Length} characters:\n{line}");
     }
 
-    private static (int ExitCode, string Output, string Error) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int exitCode = XenShare.Cli.Program.CreateRootCommand()
-            .Parse(args)
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exitCode, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Run(params string[] args) => XenShare.Tests.Cli.CliRun.Invoke(args);
 
     [Fact]
     public void A_redirected_console_is_100_columns_wide()

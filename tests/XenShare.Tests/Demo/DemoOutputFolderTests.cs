@@ -22,15 +22,7 @@ public sealed class DemoOutputFolderTests : IDisposable
         }
     }
 
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int exitCode = XenShare.Cli.Program.CreateRootCommand()
-            .Parse(args)
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exitCode, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) => XenShare.Tests.Cli.CliRun.Invoke(args);
 
     private static (int, string, string) Demo(string folder, int frames, params string[] more) =>
         Invoke(["demo", "--width", "64", "--height", "64", "--frames", frames.ToString(System.Globalization.CultureInfo.InvariantCulture), "--no-compare", "--out", folder, .. more]);

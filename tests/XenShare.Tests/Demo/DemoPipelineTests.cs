@@ -209,15 +209,7 @@ public sealed class DemoPipelineTests : IDisposable
         Assert.Null(result.ContactSheet);
     }
 
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int exitCode = XenShare.Cli.Program.CreateRootCommand()
-            .Parse(args)
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exitCode, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) => XenShare.Tests.Cli.CliRun.Invoke(args);
 
     [Theory]
     [InlineData("--width", "10", "--width")]
