@@ -19,7 +19,7 @@ namespace XenShare.Displif;
 /// from the frontend directory, where <c>xl</c> writes them, then per connector <c>req-ring-ref</c>,
 /// <c>req-event-channel</c>, <c>evt-ring-ref</c>, <c>evt-event-channel</c>; it maps both pages, binds both
 /// ports, and once Connected serves each connector's ring on a thread of its own. It never reads the
-/// frontend's <c>version</c> (Linux 6.1 writes none: gotcha 9).</para>
+/// frontend's <c>version</c> (Linux 6.1 writes none: displif note 9, docs/design.md).</para>
 /// <para>Requests (DP03-DP05): DBUF_CREATE (frontend-allocated: the page directory chain is walked and
 /// the refs exported as a dma-buf with EXP_FROM_REFS; be-alloc with XENDISPL_DBUF_FLG_REQ_ALLOC: a local
 /// buffer from the <see cref="IDisplifBufferAllocator"/> granted with IMP_TO_REFS, its refs written into
@@ -36,7 +36,7 @@ namespace XenShare.Displif;
 /// <para>Disconnect (frontend Closing/Closed or restarting, its directory or domain gone, the device
 /// removed, the run stopped): the ring threads stop, every framebuffer leaves the sink, every buffer is
 /// released (exports closed, imports ended, waits for the releases), the ports are unbound and the
-/// pages unmapped; the walk then offers InitWait again (gotchas 6, 7). A protocol error on a ring (RG04)
+/// pages unmapped; the walk then offers InitWait again (displif notes 6 and 7, docs/design.md). A protocol error on a ring (RG04)
 /// does the same at once and switches the device to Closing.</para>
 /// <para>Lock: <c>_gate</c> guards <c>_connection</c>; a leaf, never held across an await or a call
 /// out. The connection's request lock is documented on the connection (docs/design.md, lock order).</para>
@@ -153,7 +153,7 @@ public sealed class DisplifBackend : IXenbusBackendHandler, IAsyncDisposable
 
     async Task IXenbusBackendHandler.PublishAsync(XenbusBackendDevice device, CancellationToken cancellationToken)
     {
-        // DP01: the versions this backend speaks. Linux 6.1 never reads it (gotcha 9); others may.
+        // DP01: the versions this backend speaks. Linux 6.1 never reads it (displif note 9, docs/design.md); others may.
         await device.Client.WriteAsync(device.BackendPath + "/" + DisplifAbi.XENDISPL_FIELD_BE_VERSIONS, DisplifAbi.XENDISPL_PROTOCOL_VERSION, cancellationToken)
             .ConfigureAwait(false);
     }

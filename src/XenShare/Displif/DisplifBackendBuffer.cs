@@ -29,7 +29,7 @@ internal sealed class DisplifBackendBuffer
 
     public int DmaBufFd => Export?.Fd ?? Local!.DmaBufFd;
 
-    /// <summary>Ends the frontend's grants, starts the release wait while the fd is open (gotcha 5), closes
+    /// <summary>Ends the frontend's grants, starts the release wait while the fd is open (displif note 5, docs/design.md), closes
     /// the fd; the task ends when the dma-buf is released (true) or <paramref name="timeout"/> passed, and
     /// frees a local backing afterwards either way.</summary>
     public async Task<bool> ReleaseAsync(TimeSpan timeout, CancellationToken cancellationToken = default)

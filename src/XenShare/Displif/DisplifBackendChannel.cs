@@ -79,7 +79,7 @@ internal sealed class DisplifBackendChannel
     }
 
     /// <summary>Queues the XENDISPL_EVT_PG_FLIP of an accepted flip, paced to the frame interval
-    /// (gotcha 2). Called on this channel's thread only.</summary>
+    /// (displif note 2, docs/design.md). Called on this channel's thread only.</summary>
     public void QueueFlipEvent(ulong fbCookie)
     {
         long now = Stopwatch.GetTimestamp();
@@ -157,7 +157,7 @@ internal sealed class DisplifBackendChannel
                 break;
             }
             _flips.Dequeue();
-            _nextEventId++;   // gotcha 3: ids 0, 1, 2, ... per connector
+            _nextEventId++;   // displif note 3, docs/design.md: ids 0, 1, 2, ... per connector
             sent = true;
         }
         if (sent) Evtchn!.Notify(EventPort!.Value);

@@ -371,9 +371,9 @@ internal sealed class DisplifBackendConnection : IDisposable
     }
 
     /// <summary>DBUF_DESTROY (DP04): the framebuffers on the buffer leave the sink (its hold closed), the
-    /// release wait starts while the fd is open (gotcha 5), the fd is closed, and the answer waits for the
+    /// release wait starts while the fd is open (displif note 5, docs/design.md), the fd is closed, and the answer waits for the
     /// release - at most <see cref="DisplifBackendOptions.DestroyAnswerBudget"/>, then -EBUSY while the
-    /// release goes on in the background (gotcha 4). The cookie is free again either way.</summary>
+    /// release goes on in the background (displif note 4, docs/design.md). The cookie is free again either way.</summary>
     private int DestroyBuffer(ulong cookie)
     {
         DisplifBackendBuffer? buffer;

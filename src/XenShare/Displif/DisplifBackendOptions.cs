@@ -22,13 +22,13 @@ public sealed class DisplifBackendOptions
     /// <see cref="DmaBufBacking.None"/> (ballooned pages) by default.</summary>
     public DmaBufBacking ExportBacking { get; init; } = DmaBufBacking.None;
 
-    /// <summary>The vblank period that paces XENDISPL_EVT_PG_FLIP events (gotcha 2: the backend sets the
+    /// <summary>The vblank period that paces XENDISPL_EVT_PG_FLIP events (displif note 2, docs/design.md: the backend sets the
     /// frame rate). Default 1/60 s; <see cref="TimeSpan.Zero"/> sends each event at once.</summary>
     public TimeSpan FrameInterval { get; init; } = TimeSpan.FromTicks(TimeSpan.TicksPerSecond / 60);
 
     /// <summary>How long DBUF_DESTROY waits for the buffer's release before it answers -EBUSY (the release
     /// then completes in the background). Default 2.5 s: inside the frontend's 3 s budget per request
-    /// (gotcha 4).</summary>
+    /// (displif note 4, docs/design.md).</summary>
     public TimeSpan DestroyAnswerBudget { get; init; } = TimeSpan.FromMilliseconds(2500);
 
     /// <summary>How long a release that outlived <see cref="DestroyAnswerBudget"/> (and the releases at

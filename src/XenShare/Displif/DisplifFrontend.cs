@@ -58,7 +58,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
     /// <param name="self">This (the frontend's) domain.</param>
     /// <param name="deviceId">The device id.</param>
     /// <param name="writeVersion">Write <c>version</c> = "2" with the ring keys (spec DP01); Linux 6.1
-    /// writes none (gotcha 9).</param>
+    /// writes none (displif note 9, docs/design.md).</param>
     /// <param name="cancellationToken">Cancels the walk (everything set up is released).</param>
     /// <exception cref="XenbusPeerClosedException">The backend closed or vanished during the walk.</exception>
     /// <exception cref="InvalidDataException">The device has no connector or a malformed resolution.</exception>
@@ -130,7 +130,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
     /// <summary>How long a request waits for its response (default <see cref="DefaultRequestTimeout"/>).</summary>
     public TimeSpan RequestTimeout { get; set; } = DefaultRequestTimeout;
 
-    /// <summary>Events dropped because their id was not the next expected one (gotcha 3).</summary>
+    /// <summary>Events dropped because their id was not the next expected one (displif note 3, docs/design.md).</summary>
     /// <param name="connector">The connector's index.</param>
     public int EventIdMismatches(int connector) => Channel(connector).EventIdMismatches;
 
@@ -291,7 +291,7 @@ public sealed class DisplifFrontend : IAsyncDisposable
     }
 
     /// <summary>SET_CONFIG (DP05): shows <paramref name="framebuffer"/> on a connector at (0, 0) with its
-    /// size (a present, gotcha 1), or with null turns the connector off (all fields zero).</summary>
+    /// size (a present, displif note 1, docs/design.md), or with null turns the connector off (all fields zero).</summary>
     /// <param name="connector">The connector's index.</param>
     /// <param name="framebuffer">The framebuffer, or null.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>

@@ -184,7 +184,7 @@ internal sealed class DisplifFrontendChannel : IDisposable
         {
             if (evt.id != _expectedEventId)
             {
-                Interlocked.Increment(ref _mismatches);   // gotcha 3: Linux drops it silently
+                Interlocked.Increment(ref _mismatches);   // displif note 3, docs/design.md: Linux drops it silently
                 continue;
             }
             _expectedEventId++;

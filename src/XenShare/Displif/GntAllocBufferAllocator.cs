@@ -76,7 +76,7 @@ public sealed class GntAllocBufferAllocator : IDisplifBufferAllocator, IDisposab
         public async Task<bool> CloseAndWaitReleasedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
         {
             if (!export.IsOpen) return await export.WaitForReleaseAsync(timeout, cancellationToken).ConfigureAwait(false);
-            Task<bool> wait = export.WaitForReleaseAsync(timeout, cancellationToken);   // gotcha 5: the fd is open when the wait starts
+            Task<bool> wait = export.WaitForReleaseAsync(timeout, cancellationToken);   // displif note 5, docs/design.md: the fd is open when the wait starts
             export.Close();
             return await wait.ConfigureAwait(false);
         }

@@ -3,7 +3,7 @@ namespace XenShare.Displif;
 /// <summary>
 /// Where <see cref="DisplifBackend"/> sends framebuffers: a display, a compositor, a recorder. The backend
 /// attaches a framebuffer at FB_ATTACH, presents it at SET_CONFIG with a framebuffer (a mode set is a
-/// present: gotcha 1 of the realxen README) and at PG_FLIP, disables a connector at SET_CONFIG with cookie
+/// present: displif note 1 in docs/design.md) and at PG_FLIP, disables a connector at SET_CONFIG with cookie
 /// 0, and detaches at FB_DETACH, DBUF_DESTROY or teardown.
 /// </summary>
 /// <remarks>

@@ -22,7 +22,7 @@ public interface IDisplifLocalBuffer : IDisposable
     IReadOnlyList<GrantRef> SourceRefs { get; }
 
     /// <summary>Starts waiting for the dma-buf's release while the fd is still open (EXP_WAIT_RELEASED finds
-    /// the buffer by fd: gotcha 5), closes the fd, and waits at most <paramref name="timeout"/>.</summary>
+    /// the buffer by fd: displif note 5, docs/design.md), closes the fd, and waits at most <paramref name="timeout"/>.</summary>
     /// <param name="timeout">How long to wait (<see cref="Timeout.InfiniteTimeSpan"/>: until the release).</param>
     /// <param name="cancellationToken">Ends the caller's wait (the fd is closed either way).</param>
     /// <returns>True when the dma-buf was released in time.</returns>
