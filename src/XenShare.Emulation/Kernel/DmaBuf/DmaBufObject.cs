@@ -16,7 +16,11 @@ public sealed class DmaBufObject
 {
     private readonly List<DmaBufAttachment> _attachments = new();   // also the lock
     private readonly DmaBufFile _file;
-    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Created by the first WhenReleased (most buffers are never waited on this way: P7b). Dekker with
+    // _releaseDone: the releaser sets the flag then reads the source, a waiter installs the source then reads
+    // the flag, each with a full fence between, so one of them completes it.
+    private TaskCompletionSource? _released;
+    private int _releaseDone;
 
     private DmaBufObject(GuestKernel kernel, DmaBufOps ops, long size, object? exporterData)
     {
@@ -53,7 +57,20 @@ public sealed class DmaBufObject
 
     /// <summary>Completes once the exporter's release has run (the last reference went): what an exporter
     /// waits on before it reuses the memory, the kernel-side counterpart of gntdev's EXP_WAIT_RELEASED.</summary>
-    public Task WhenReleased => _released.Task;
+    public Task WhenReleased
+    {
+        get
+        {
+            var source = Volatile.Read(ref _released);
+            if (source is null)
+            {
+                var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                source = Interlocked.CompareExchange(ref _released, created, null) ?? created;
+                if (Volatile.Read(ref _releaseDone) != 0) source.TrySetResult();
+            }
+            return source.Task;
+        }
+    }
 
     internal KernelFile File => _file;
 
@@ -144,7 +161,8 @@ public sealed class DmaBufObject
         }
         finally
         {
-            _released.TrySetResult();
+            Interlocked.Exchange(ref _releaseDone, 1);
+            Volatile.Read(ref _released)?.TrySetResult();
         }
     }
 
