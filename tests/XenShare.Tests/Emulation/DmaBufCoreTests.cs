@@ -42,6 +42,29 @@ public sealed class DmaBufCoreTests : DmaBufTest
     }
 
     [Fact]
+    public async Task DB01_WhenReleased_AskedWhileTheLastReferenceGoes_CompletesEveryTime()
+    {
+        // WhenReleased creates its completion source on first use; a release on another thread at the same
+        // moment must still complete it (and never before the exporter's release ran).
+        for (int i = 0; i < 500; i++)
+        {
+            var x = new TestExporter(Dom0.Kernel, 1);
+            int fd = x.Install(P0, out var buf);
+            using var go = new Barrier(2);
+            var closer = Task.Factory.StartNew(() =>
+            {
+                go.SignalAndWait(TimeSpan.FromSeconds(30));
+                Assert.Equal(0, P0.Close(fd));
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            go.SignalAndWait(TimeSpan.FromSeconds(30));
+            Task released = buf!.WhenReleased;
+            await released.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(1, x.Releases);
+            await closer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+    }
+
+    [Fact]
     public void DB01_MmapKeepsBufferAlive()
     {
         int before = RamFree;
