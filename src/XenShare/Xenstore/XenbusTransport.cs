@@ -40,7 +40,7 @@ internal sealed class XenbusTransport : IXenstoreTransport
     public void Send(ReadOnlySpan<byte> message)
     {
         long n = _process.Write(Fd, message);
-        if (n < 0) throw TransportFailure(n, "write(" + DevicePath + ")");
+        if (n < 0) throw ErrnoMapper.ToException(n, "write(" + DevicePath + ")");   // an IOException with the errno
         // XS07: the kernel parses a request from one write; a short write would leave the stream torn.
         if (n != message.Length)
             throw new IOException($"write({DevicePath}) took {n} of {message.Length} bytes");
@@ -57,24 +57,9 @@ internal sealed class XenbusTransport : IXenstoreTransport
             {
                 // A read failing because Dispose closed the fd under it is the end, not a fault.
                 ObjectDisposedException.ThrowIf(_handle.IsDisposed, this);
-                throw TransportFailure(n, "read(" + DevicePath + ")");
+                throw ErrnoMapper.ToException(n, "read(" + DevicePath + ")");
             }
             return ValueTask.FromResult((int)n);
-        }
-    }
-
-    private static IOException TransportFailure(long result, string operation)
-    {
-        // ErrnoMapper stays the one place that turns -errno into an exception; the client reports a
-        // transport failure as IOException, so the errno travels as the inner exception.
-        try
-        {
-            ErrnoMapper.Check(result, operation);
-            return new IOException(operation + " failed");
-        }
-        catch (XenShareException e)
-        {
-            return new IOException(e.Message, e);
         }
     }
 
